@@ -1,0 +1,129 @@
+"""Build the compiled kernels; all static metadata lives in pyproject.toml.
+
+This file only does what pyproject.toml cannot:
+
+* cythonize ``convcore/_kernels/*.pyx`` with the project's compiler directives
+  (checks off; ``CONVCORE_CYTHON_DEBUG=1`` turns bounds/wraparound/initialized checks back on),
+* add ``-O3`` on unix compilers (never ``-ffast-math``: max pooling must see NaNs),
+* enable OpenMP when the configured compiler can compile *and link* a tiny OpenMP
+  program, and build serial kernels otherwise (still correct, just single-threaded).
+
+Environment variables:
+
+``CONVCORE_OPENMP``        ``0`` forces a serial build, ``1`` fails the build if the probe fails.
+``CONVCORE_CYTHON_DEBUG``  ``1``: Cython bounds/wraparound/initialized checks on.
+``CONVCORE_SANITIZE``      ``1``: also compile and link with AddressSanitizer + UBSan (debug only).
+``CONVCORE_CYTHON_ANNOTATE`` ``1``: write Cython's HTML annotation next to each ``.pyx``.
+``CONVCORE_NATIVE``        ``1``: add ``-march=native`` (local benchmarks only, never for wheels).
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNELS = ["_conv", "_pool"]
+
+_OPENMP_PROBE = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += omp_get_num_threads() > 0;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _openmp_flags(compiler):
+    """Return (compile_args, link_args) enabling OpenMP, or None if the compiler lacks it."""
+    mode = os.environ.get("CONVCORE_OPENMP", "").strip()
+    if mode == "0":
+        print("convcore: CONVCORE_OPENMP=0, building serial kernels (no OpenMP)")
+        return None
+    if compiler.compiler_type == "msvc":
+        flags = (["/openmp"], [])
+    else:
+        flags = (["-fopenmp"], ["-fopenmp"])
+    from setuptools.errors import CompileError, LinkError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "probe_openmp.c")
+        src.write_text(_OPENMP_PROBE)
+        try:
+            # Compile and link, but do not run: cross-builds must work too.
+            objs = compiler.compile([str(src)], output_dir=tmp, extra_postargs=flags[0])
+            compiler.link_executable(objs, "probe_openmp", output_dir=tmp, extra_postargs=flags[1])
+        except (CompileError, LinkError) as exc:
+            if mode == "1":
+                raise RuntimeError(
+                    "convcore: CONVCORE_OPENMP=1 but the compiler cannot build OpenMP code"
+                ) from exc
+            print(
+                "convcore: the compiler cannot build OpenMP code "
+                f"({type(exc).__name__}); building serial kernels without OpenMP"
+            )
+            return None
+    return flags
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        unix = self.compiler.compiler_type != "msvc"
+        openmp = _openmp_flags(self.compiler)
+        compile_args, link_args = [], []
+        if unix:
+            compile_args += ["-O3"]
+            if _flag("CONVCORE_NATIVE"):
+                compile_args += ["-march=native"]
+            if _flag("CONVCORE_SANITIZE"):
+                san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
+                compile_args += san
+                link_args += ["-fsanitize=address,undefined"]
+        if openmp is not None:
+            compile_args += openmp[0]
+            link_args += openmp[1]
+            print("convcore: building kernels with OpenMP")
+        for ext in self.extensions:
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_args
+            ext.extra_link_args = list(ext.extra_link_args or []) + link_args
+            ext.define_macros = list(ext.define_macros or []) + [
+                ("CONVCORE_OPENMP_BUILD", "1" if openmp is not None else "0")
+            ]
+        super().build_extensions()
+
+
+def _extensions():
+    from Cython.Build import cythonize
+
+    debug = _flag("CONVCORE_CYTHON_DEBUG") or _flag("CONVCORE_SANITIZE")
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": debug,
+        "initializedcheck": debug,
+        "nonecheck": False,
+        "cdivision": True,
+        "embedsignature": True,
+    }
+    exts = [
+        Extension(f"convcore._kernels.{name}", [f"convcore/_kernels/{name}.pyx"])
+        for name in KERNELS
+    ]
+    return cythonize(
+        exts,
+        compiler_directives=directives,
+        annotate=_flag("CONVCORE_CYTHON_ANNOTATE"),
+        nthreads=0 if sys.platform == "win32" else (os.cpu_count() or 1),
+        force=debug,
+    )
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
