@@ -1,3 +1,81 @@
-"""convcore: a CPU CNN engine with compiled Cython kernels and a PyTorch-like layer API."""
+"""convcore: a CPU CNN engine with compiled Cython kernels and a PyTorch-like layer API.
+
+>>> import convcore
+>>> convcore.info()["backend"]
+'cython'
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from . import _backend, _workspace, ops
+from ._backend import (
+    get_backend,
+    get_num_threads,
+    set_backend,
+    set_num_threads,
+    use_backend,
+)
+from ._workspace import get_workspace_limit, set_workspace_limit
 
 __version__ = "0.1.0"
+
+
+def _blas_info() -> dict:
+    """numpy's BLAS: name/version from numpy's build config, kernel and threads via threadpoolctl."""
+    out: dict = {}
+    try:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        out.update(name=cfg.get("name"), version=cfg.get("version"))
+    except Exception:  # pragma: no cover - very old numpy
+        pass
+    try:
+        import threadpoolctl
+    except ImportError:
+        out["kernel"] = "unknown (pip install threadpoolctl)"
+        return out
+    for pool in threadpoolctl.threadpool_info():
+        if pool.get("user_api") == "blas":
+            out.update(kernel=pool.get("architecture"), threads=pool.get("num_threads"),
+                       internal_api=pool.get("internal_api"))
+            break
+    return out
+
+
+def info() -> dict:
+    """What this convcore is and runs on.
+
+    Keys: ``version``, ``backend`` (active in this thread), ``compiled`` (whether the extension
+    loaded), ``compiled_error`` (why not, else None), ``openmp`` (whether the extension was built
+    with OpenMP), ``threads`` (convcore's kernel threads), ``workspace_bytes``, ``numpy``,
+    ``blas`` (numpy's BLAS, its kernel and threads when threadpoolctl is installed), ``python``.
+    """
+    return {
+        "version": __version__,
+        "backend": get_backend(),
+        "compiled": _backend.COMPILED,
+        "compiled_error": _backend.COMPILED_ERROR,
+        "openmp": _backend.openmp_enabled(),
+        "threads": get_num_threads(),
+        "workspace_bytes": get_workspace_limit(),
+        "numpy": np.__version__,
+        "blas": _blas_info(),
+        "python": sys.version.split()[0],
+    }
+
+
+__all__ = [
+    "__version__",
+    "info",
+    "ops",
+    "get_backend",
+    "set_backend",
+    "use_backend",
+    "get_num_threads",
+    "set_num_threads",
+    "get_workspace_limit",
+    "set_workspace_limit",
+]

@@ -1,0 +1,141 @@
+"""Backend registry: which kernel table ``convcore.ops`` dispatches to, and how many threads it uses.
+
+Two tables implement the same functions with the same signatures (see ``_numpy_kernels``):
+"cython" (the compiled ``convcore._kernels``) and "numpy". The process-wide default is set with
+``set_backend``; ``use_backend`` overrides it for the current thread (or asyncio task) only, through
+a ``ContextVar``, so an embedding application can run different backends in different threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import types
+from contextvars import ContextVar
+from typing import Iterator
+
+from . import _numpy_kernels
+
+BACKENDS = ("cython", "numpy")
+_KERNEL_NAMES = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")
+
+try:  # a user's broken build must not break ``import convcore``: fall back and say why
+    from ._kernels import _conv, _pool
+except ImportError as exc:  # pragma: no cover - exercised only without a built extension
+    _compiled = None
+    COMPILED_ERROR: str | None = f"{type(exc).__name__}: {exc}"
+else:
+    _compiled = types.SimpleNamespace(
+        im2col=_conv.im2col,
+        col2im=_conv.col2im,
+        max_pool2d=_pool.max_pool2d,
+        max_pool2d_backward=_pool.max_pool2d_backward,
+        avg_pool2d=_pool.avg_pool2d,
+        avg_pool2d_backward=_pool.avg_pool2d_backward,
+    )
+    COMPILED_ERROR = None
+
+COMPILED = _compiled is not None
+_TABLES = {"numpy": _numpy_kernels}
+if _compiled is not None:
+    _TABLES["cython"] = _compiled
+
+_default_backend = "cython" if COMPILED else "numpy"
+_local_backend: ContextVar[str | None] = ContextVar("convcore_backend", default=None)
+
+
+def _check_name(name) -> str:
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; received backend={name!r}")
+    if name == "cython" and not COMPILED:
+        raise RuntimeError(
+            "the compiled convcore extension is not available, so the 'cython' backend cannot be "
+            f"used ({COMPILED_ERROR}). Reinstall with `pip install .` from the source tree "
+            "(a C compiler is required), or use the 'numpy' backend."
+        )
+    return name
+
+
+def get_backend() -> str:
+    """The backend ``convcore.ops`` uses in the current thread: "cython" or "numpy"."""
+    return _local_backend.get() or _default_backend
+
+
+def set_backend(name: str) -> None:
+    """Set the process-wide default backend ("cython" or "numpy").
+
+    Threads inside a ``use_backend`` block keep their own choice.
+    """
+    global _default_backend
+    _default_backend = _check_name(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[str]:
+    """Use backend ``name`` inside the ``with`` block, in this thread (context) only.
+
+    Example
+    -------
+    >>> with convcore.use_backend("numpy"):
+    ...     y = convcore.ops.conv2d(x, w)
+    """
+    token = _local_backend.set(_check_name(name))
+    try:
+        yield name
+    finally:
+        _local_backend.reset(token)
+
+
+def kernels():
+    """The kernel table of the current backend."""
+    return _TABLES[get_backend()]
+
+
+# ----------------------------------------------------------------------------------------------
+# Threads: convcore's own count, passed explicitly to every ``prange``. Global OpenMP state
+# (omp_set_num_threads) is never touched, so an embedding host keeps its own settings.
+
+_num_threads: int | None = None
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def openmp_enabled() -> bool:
+    return COMPILED and bool(_conv.openmp_enabled())
+
+
+def get_num_threads() -> int:
+    """Threads convcore's compiled kernels use.
+
+    ``set_num_threads`` wins; else ``OMP_NUM_THREADS`` (its first entry); else the CPUs available
+    to this process (cgroup/affinity aware). 1 when the extension was built without OpenMP.
+    """
+    if not openmp_enabled():
+        return 1
+    if _num_threads is not None:
+        return _num_threads
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(_cpu_count(), _conv.omp_max_threads()))
+
+
+def set_num_threads(n: int | None) -> None:
+    """Set the number of threads convcore's kernels use (``None`` restores the default).
+
+    Only convcore's own kernels are affected; numpy's BLAS keeps its own thread pool.
+    """
+    global _num_threads
+    if n is None:
+        _num_threads = None
+        return
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be a positive int or None; received n={n!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1; received n={n}")
+    _num_threads = n

@@ -1,0 +1,141 @@
+# Design note: im2col / col2im, the data movement around convolution's GEMMs.
+#
+# A. Layout. Images are NCHW, C-contiguous. Columns are (N, C*KH*KW, OH*OW): for image n the row
+#    c*KH*KW + ki*KW + kj holds input channel c seen through kernel offset (ki, kj) at every output
+#    position, so W2d (F, C*KH*KW) @ cols[n] is already the NCHW output of image n. Only the last
+#    axis of ``cols`` must be contiguous: the caller may pass a transposed view of a (C*KH*KW, N,
+#    OH*OW) buffer, the layout that turns the weight gradient into one GEMM.
+# B. Padding is a bounds test, never a padded copy. For each kernel offset the range of output
+#    columns whose input column is inside the image is computed once (``_valid_range``), so the
+#    inner loops are branch-free copies (a memcpy when the stride is 1) framed by zero fills.
+# C. Parallelism: ``prange`` over (image, channel) planes. In col2im each thread owns the input
+#    plane it accumulates into, so there are no races and no atomics. ``num_threads`` comes from
+#    Python (convcore's own setting); global OpenMP state is never touched.
+# D. Everything here trusts its caller (``convcore.ops``): shapes, dtypes, geometry and output
+#    sizes were validated in Python; boundscheck and wraparound are off (see setup.py).
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memcpy, memset
+
+from ._parallel cimport CONVCORE_OPENMP, convcore_omp_max_threads
+
+
+def openmp_enabled():
+    """True when this module was compiled with OpenMP."""
+    return CONVCORE_OPENMP == 1
+
+
+def omp_max_threads():
+    """OpenMP's default team size (1 without OpenMP)."""
+    return convcore_omp_max_threads()
+
+
+cdef inline void _valid_range(Py_ssize_t off, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t n_out,
+                              Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    # Output positions o in [lo, hi) whose input coordinate o*stride - off lies in [0, size).
+    # ``off`` may be negative: only non-negative numbers are ever divided (cdivision truncates).
+    cdef Py_ssize_t end = size + off
+    lo[0] = 0 if off <= 0 else (off + stride - 1) // stride
+    hi[0] = 0 if end <= 0 else (end + stride - 1) // stride
+    if hi[0] > n_out:
+        hi[0] = n_out
+    if lo[0] > hi[0]:
+        lo[0] = hi[0]
+
+
+cdef inline void _im2col_plane(const floating* img,     # IN  one input plane (H, W)
+                               floating* rows,          # OUT KH*KW rows of OH*OW, ``rstride`` apart
+                               Py_ssize_t rstride, Py_ssize_t H, Py_ssize_t W,
+                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                               Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+                               Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    cdef Py_ssize_t ki, kj, oy, ox, iy, lo, hi, shift
+    cdef floating* dst
+    cdef const floating* src
+    for ki in range(kh):
+        for kj in range(kw):
+            shift = kj * dw - pl            # input column = ox * sw + shift
+            _valid_range(-shift, sw, W, ow, &lo, &hi)
+            dst = rows + (ki * kw + kj) * rstride
+            for oy in range(oh):
+                iy = oy * sh - pt + ki * dh
+                if iy < 0 or iy >= H or lo == hi:
+                    memset(dst, 0, ow * sizeof(floating))
+                else:
+                    src = img + iy * W
+                    if lo > 0:
+                        memset(dst, 0, lo * sizeof(floating))
+                    if sw == 1:
+                        memcpy(dst + lo, src + lo + shift, (hi - lo) * sizeof(floating))
+                    else:
+                        for ox in range(lo, hi):
+                            dst[ox] = src[ox * sw + shift]
+                    if hi < ow:
+                        memset(dst + hi, 0, (ow - hi) * sizeof(floating))
+                dst += ow
+
+
+cdef inline void _col2im_plane(const floating* rows,    # IN  KH*KW rows of OH*OW, ``rstride`` apart
+                               Py_ssize_t rstride,
+                               floating* img,           # OUT one input plane (H, W), overwritten
+                               Py_ssize_t H, Py_ssize_t W,
+                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                               Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+                               Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    cdef Py_ssize_t ki, kj, oy, ox, iy, lo, hi, shift
+    cdef floating* dst
+    cdef const floating* src
+    memset(img, 0, H * W * sizeof(floating))
+    for ki in range(kh):
+        for kj in range(kw):
+            shift = kj * dw - pl
+            _valid_range(-shift, sw, W, ow, &lo, &hi)
+            if lo == hi:
+                continue
+            src = rows + (ki * kw + kj) * rstride
+            for oy in range(oh):
+                iy = oy * sh - pt + ki * dh
+                if iy >= 0 and iy < H:
+                    dst = img + iy * W
+                    if sw == 1:
+                        for ox in range(lo, hi):
+                            dst[ox + shift] += src[ox]
+                    else:
+                        for ox in range(lo, hi):
+                            dst[ox * sw + shift] += src[ox]
+                src += ow
+
+
+def im2col(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
+           floating[:, :, :] cols,            # OUT (N, C*KH*KW, OH*OW), last axis contiguous
+           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+           Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+           Py_ssize_t oh, Py_ssize_t ow, int num_threads):
+    """Unfold sliding windows of ``x`` into ``cols`` (zeros where a window overlaps padding)."""
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t rstride = cols.strides[1] // sizeof(floating)
+    cdef Py_ssize_t plane, n, c
+    with nogil:
+        for plane in prange(x.shape[0] * C, num_threads=num_threads, schedule="static"):
+            n = plane // C
+            c = plane - n * C
+            _im2col_plane(&x[n, c, 0, 0], &cols[n, c * kh * kw, 0], rstride, H, W,
+                          kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
+
+
+def col2im(const floating[:, :, :] cols,      # IN  (N, C*KH*KW, OH*OW), last axis contiguous
+           floating[:, :, :, ::1] x,          # OUT (N, C, H, W), overwritten
+           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+           Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+           Py_ssize_t oh, Py_ssize_t ow, int num_threads):
+    """Fold ``cols`` back onto the image, summing overlapping windows (the adjoint of im2col)."""
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t rstride = cols.strides[1] // sizeof(floating)
+    cdef Py_ssize_t plane, n, c
+    with nogil:
+        for plane in prange(x.shape[0] * C, num_threads=num_threads, schedule="static"):
+            n = plane // C
+            c = plane - n * C
+            _col2im_plane(&cols[n, c * kh * kw, 0], rstride, &x[n, c, 0, 0], H, W,
+                          kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)

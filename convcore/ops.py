@@ -1,0 +1,401 @@
+"""Convolution and pooling kernels: validate once, then dispatch to the active backend.
+
+Every function here takes NCHW ``numpy`` arrays of dtype float32 or float64 (the output has the
+input's dtype), accepts non-contiguous inputs (they are made contiguous once), and raises
+``ValueError``/``TypeError`` naming the argument and the shapes for any invalid input. The backend
+("cython" by default, or "numpy", see ``convcore.set_backend``/``convcore.use_backend``) only
+changes who runs the data movement (im2col, col2im, pooling); the GEMMs, reshapes, bias and groups
+handling live here, once, so both backends do the same arithmetic.
+
+Window arguments, shared by all functions:
+
+kernel_size, stride, dilation : int or (int, int)
+padding : int, (pad_h, pad_w), (top, bottom, left, right), "valid" or "same"
+    "same" gives an output of ``ceil(H / stride)`` for any stride; when the total padding is odd
+    the extra pixel goes to the bottom/right (TensorFlow's rule; PyTorch only allows stride 1).
+
+Output size along one axis (``ceil_mode`` only for pooling, with PyTorch's rule that the last
+window must start inside the input or its leading padding)::
+
+    out = floor((size + pad_begin + pad_end - dilation * (kernel - 1) - 1) / stride) + 1
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _workspace
+from ._backend import get_num_threads, kernels
+from ._validation import (
+    Geometry,
+    as_float_array,
+    check_flag,
+    expect_shape,
+    geometry,
+    input_shape4,
+    same_dtype,
+)
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "im2col",
+    "col2im",
+    "conv_output_shape",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation helpers specific to convolution
+
+
+def _check_groups(groups, c: int, f: int, c_per_group: int, x_shape, w_shape) -> int:
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"groups must be a positive int; received groups={groups!r}")
+    groups = int(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1; received groups={groups}")
+    if c % groups or f % groups:
+        raise ValueError(
+            f"groups={groups} must divide both the input channels C={c} and the filters F={f}; "
+            f"received x.shape={tuple(x_shape)}, weight.shape={tuple(w_shape)}"
+        )
+    if c_per_group * groups != c:
+        raise ValueError(
+            f"channel mismatch: weight.shape[1] * groups must equal x.shape[1]; received "
+            f"weight.shape={tuple(w_shape)} (C/groups={c_per_group}), groups={groups}, "
+            f"x.shape={tuple(x_shape)} (C={c})"
+        )
+    return groups
+
+
+def _conv_setup(x, weight, stride, padding, dilation, groups, what):
+    x = as_float_array(x, "x", 4)
+    weight = as_float_array(weight, "weight", 4)
+    same_dtype(x, "x", weight, "weight")
+    f, cg, kh, kw = weight.shape
+    groups = _check_groups(groups, x.shape[1], f, cg, x.shape, weight.shape)
+    geo = geometry(x.shape, (kh, kw), stride, padding, dilation, what=what)
+    return x, weight, groups, geo
+
+
+def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1) -> tuple[int, int, int, int]:
+    """Shape (N, F, OH, OW) of ``conv2d`` for the given input and weight shapes."""
+    n, c, h, w = input_shape4(input_shape)
+    f, _, kh, kw = weight_shape
+    geo = geometry((n, c, h, w), (kh, kw), stride, padding, dilation, what="conv2d")
+    return (n, f, geo.oh, geo.ow)
+
+
+def _is_pointwise(geo: Geometry) -> bool:
+    """1x1 kernel, stride 1, no padding: the input already is the column matrix."""
+    return geo.kh == geo.kw == geo.sh == geo.sw == 1 and not (geo.pt or geo.pb or geo.pl or geo.pr)
+
+
+def _im2col_chunk(x: np.ndarray, cols: np.ndarray, geo: Geometry, nt: int) -> None:
+    kernels().im2col(x, cols, *geo.kernel_args, nt)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
+    """2-D convolution (cross-correlation, as in PyTorch), NCHW.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W), float32 or float64
+    weight : ndarray of shape (F, C / groups, KH, KW), same dtype as ``x``
+    bias : ndarray of shape (F,), optional
+    stride, padding, dilation : see the module docstring
+    groups : int
+        Split channels and filters into ``groups`` independent convolutions.
+
+    Returns
+    -------
+    ndarray of shape (N, F, OH, OW), dtype of ``x``
+
+    Raises
+    ------
+    TypeError
+        Non-array or non-float inputs, mismatched dtypes, malformed window arguments.
+    ValueError
+        Wrong ndim, channel/groups mismatch, kernel larger than the padded input, bad bias shape.
+
+    Examples
+    --------
+    >>> x = np.random.rand(8, 3, 32, 32).astype(np.float32)
+    >>> w = np.random.rand(16, 3, 3, 3).astype(np.float32)
+    >>> conv2d(x, w, padding="same").shape
+    (8, 16, 32, 32)
+    """
+    x, weight, groups, geo = _conv_setup(x, weight, stride, padding, dilation, groups, "conv2d")
+    if bias is not None:
+        bias = as_float_array(bias, "bias", 1)
+        same_dtype(x, "x", bias, "bias")
+        expect_shape(bias, "bias", (weight.shape[0],), f"one value per filter, weight.shape={weight.shape}")
+    y = np.empty((geo.n, weight.shape[0], geo.oh, geo.ow), dtype=x.dtype)
+    _conv_forward(x, weight, geo, groups, y)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def _conv_forward(x, weight, geo: Geometry, groups: int, y: np.ndarray) -> None:
+    n, c = geo.n, geo.c
+    f = weight.shape[0]
+    p = geo.oh * geo.ow
+    ckk_g = (c // groups) * geo.kh * geo.kw
+    w3 = weight.reshape(groups, f // groups, ckk_g)
+    y4 = y.reshape(n, groups, f // groups, p)
+    if _is_pointwise(geo):
+        np.matmul(w3, x.reshape(n, groups, ckk_g, p), out=y4)
+        return
+    nt = get_num_threads()
+    step = _workspace.chunk_size(n, c * geo.kh * geo.kw * p * x.itemsize)
+    for n0 in range(0, n, step):
+        m = min(step, n - n0)
+        cols = _workspace.buffer("cols", (m, groups * ckk_g, p), x.dtype)
+        _im2col_chunk(x[n0 : n0 + m], cols, geo, nt)
+        np.matmul(w3, cols.reshape(m, groups, ckk_g, p), out=y4[n0 : n0 + m])
+
+
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
+                    input_grad=True, weight_grad=True, bias_grad=True):
+    """Gradients of ``conv2d`` with respect to its input, weight and bias.
+
+    Parameters
+    ----------
+    grad_out : ndarray of shape (N, F, OH, OW)
+        Gradient of the loss with respect to the convolution's output.
+    x, weight, stride, padding, dilation, groups
+        The arguments of the forward call.
+    input_grad, weight_grad, bias_grad : bool
+        Which gradients to compute. A gradient not asked for is returned as ``None`` and costs
+        nothing (a frozen layer asks for no weight gradient; a first layer for no input gradient).
+
+    Returns
+    -------
+    (grad_x, grad_weight, grad_bias)
+        Arrays shaped like ``x``, ``weight`` and (F,), or ``None``.
+    """
+    input_grad = check_flag(input_grad, "input_grad")
+    weight_grad = check_flag(weight_grad, "weight_grad")
+    bias_grad = check_flag(bias_grad, "bias_grad")
+    x, weight, groups, geo = _conv_setup(x, weight, stride, padding, dilation, groups, "conv2d_backward")
+    grad_out = as_float_array(grad_out, "grad_out", 4)
+    same_dtype(x, "x", grad_out, "grad_out")
+    f = weight.shape[0]
+    expect_shape(grad_out, "grad_out", (geo.n, f, geo.oh, geo.ow),
+                 f"the conv2d output for x.shape={x.shape}, weight.shape={weight.shape}")
+    gb = grad_out.sum(axis=(0, 2, 3)) if bias_grad else None
+    gx = np.empty_like(x) if input_grad else None
+    gw = np.zeros_like(weight) if weight_grad else None
+    if input_grad or weight_grad:
+        _conv_backward(grad_out, x, weight, geo, groups, gx, gw)
+    return gx, gw, gb
+
+
+def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
+    n, c = geo.n, geo.c
+    f = weight.shape[0]
+    fg = f // groups
+    p = geo.oh * geo.ow
+    ckk = c * geo.kh * geo.kw
+    ckk_g = ckk // groups
+    w3 = weight.reshape(groups, fg, ckk_g)
+    gy4 = gy.reshape(n, groups, fg, p)
+    pointwise = _is_pointwise(geo)
+    nt = get_num_threads()
+    if gx is not None and pointwise:
+        np.matmul(w3.transpose(0, 2, 1), gy4, out=gx.reshape(n, groups, ckk_g, p))
+        if gw is None:
+            return
+        gx = None
+    per_image = (ckk * p if gw is not None else 0) + (f * p if gw is not None else 0) \
+        + (ckk * p if gx is not None else 0)
+    step = _workspace.chunk_size(n, per_image * x.itemsize)
+    if gw is not None:
+        gw3 = gw.reshape(groups, fg, ckk_g)
+        tmp = np.empty_like(gw3[0]) if (n > step or groups > 1) else None
+    for n0 in range(0, n, step):
+        m = min(step, n - n0)
+        if gw is not None:
+            # Columns laid out (C*KH*KW, m, P) and grad_out as (F, m, P): the reduction over the
+            # chunk's images and positions is then a single GEMM per group with a long K.
+            cols_t = _workspace.buffer("cols_t", (ckk, m, p), x.dtype)
+            _im2col_chunk(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo, nt)
+            gy_t = _workspace.buffer("gy_t", (f, m, p), x.dtype)
+            np.copyto(gy_t, gy[n0 : n0 + m].reshape(m, f, p).transpose(1, 0, 2))
+            for g in range(groups):
+                a = gy_t[g * fg : (g + 1) * fg].reshape(fg, m * p)
+                b = cols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p).T
+                if n0 == 0:
+                    np.matmul(a, b, out=gw3[g])
+                else:
+                    np.matmul(a, b, out=tmp)
+                    gw3[g] += tmp
+        if gx is not None:
+            dcols = _workspace.buffer("dcols", (m, ckk, p), x.dtype)
+            np.matmul(w3.transpose(0, 2, 1), gy4[n0 : n0 + m], out=dcols.reshape(m, groups, ckk_g, p))
+            kernels().col2im(dcols, gx[n0 : n0 + m], *geo.kernel_args, nt)
+
+
+# ---------------------------------------------------------------------------------------------
+# im2col / col2im, public
+
+
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
+    """Unfold the sliding windows of ``x`` into columns.
+
+    Returns
+    -------
+    ndarray of shape (N, C * KH * KW, OH * OW)
+        Row ``c * KH * KW + i * KW + j`` holds channel ``c`` seen through kernel offset (i, j);
+        positions in padding are 0. ``W.reshape(F, -1) @ cols[n]`` is image n's convolution.
+    """
+    x = as_float_array(x, "x", 4)
+    geo = geometry(x.shape, kernel_size, stride, padding, dilation, what="im2col")
+    cols = np.empty((geo.n, geo.c * geo.kh * geo.kw, geo.oh * geo.ow), dtype=x.dtype)
+    _im2col_chunk(x, cols, geo, get_num_threads())
+    return cols
+
+
+def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
+    """Fold columns back into an image, summing overlapping windows: the adjoint of ``im2col``.
+
+    Parameters
+    ----------
+    cols : ndarray of shape (N, C * KH * KW, OH * OW)
+    input_shape : (N, C, H, W) of the image ``im2col`` unfolded.
+
+    Returns
+    -------
+    ndarray of shape ``input_shape``
+    """
+    cols = as_float_array(cols, "cols", 3)
+    shape = input_shape4(input_shape)
+    geo = geometry(shape, kernel_size, stride, padding, dilation, what="col2im")
+    expect_shape(cols, "cols", (geo.n, geo.c * geo.kh * geo.kw, geo.oh * geo.ow),
+                 f"im2col of input_shape={shape}")
+    x = np.empty(shape, dtype=cols.dtype)
+    kernels().col2im(cols, x, *geo.kernel_args, get_num_threads())
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling
+
+
+def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode, what) -> Geometry:
+    ceil_mode = check_flag(ceil_mode, "ceil_mode")
+    geo = geometry(shape, kernel_size, stride, padding, dilation, what=what, ceil_mode=ceil_mode,
+                   stride_default="kernel")
+    # PyTorch's rule: padding at most half the kernel, so every window overlaps the input.
+    if max(geo.pt, geo.pb) > geo.kh // 2 or max(geo.pl, geo.pr) > geo.kw // 2:
+        raise ValueError(
+            f"{what}: padding must be at most half the kernel size; received padding "
+            f"(top, bottom, left, right)=({geo.pt}, {geo.pb}, {geo.pl}, {geo.pr}) for "
+            f"kernel_size=({geo.kh}, {geo.kw})"
+        )
+    return geo
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """2-D max pooling with PyTorch's semantics.
+
+    ``stride`` defaults to ``kernel_size``; padding counts as -inf; NaN propagates (a window
+    containing NaN yields NaN and the index of its last NaN); ties keep the first maximum.
+
+    Returns
+    -------
+    out : ndarray of shape (N, C, OH, OW)
+    indices : int64 ndarray of shape (N, C, OH, OW)
+        Flat position ``iy * W + ix`` of each maximum within its input plane, as PyTorch's
+        ``return_indices=True`` gives.
+    """
+    x = as_float_array(x, "x", 4)
+    geo = _pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    out = np.empty((geo.n, geo.c, geo.oh, geo.ow), dtype=x.dtype)
+    indices = np.empty(out.shape, dtype=np.int64)
+    kernels().max_pool2d(x, out, indices, *geo.kernel_args, get_num_threads())
+    return out, indices
+
+
+def max_pool2d_backward(grad_out, indices, input_shape) -> np.ndarray:
+    """Gradient of ``max_pool2d``: ``grad_out`` scattered (summed) onto the recorded maxima.
+
+    Parameters
+    ----------
+    grad_out : ndarray of shape (N, C, OH, OW)
+    indices : integer ndarray of shape (N, C, OH, OW), as returned by ``max_pool2d``
+    input_shape : (N, C, H, W)
+
+    Raises
+    ------
+    ValueError
+        Shape mismatch, or an index outside ``[0, H * W)``.
+    """
+    grad_out = as_float_array(grad_out, "grad_out", 4)
+    shape = input_shape4(input_shape)
+    if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(
+            "indices must be an integer numpy.ndarray (as returned by max_pool2d); received "
+            f"{type(indices).__name__}{'' if not isinstance(indices, np.ndarray) else ' of dtype ' + str(indices.dtype)}"
+        )
+    expect_shape(indices, "indices", grad_out.shape, "one index per grad_out element")
+    if grad_out.shape[:2] != shape[:2]:
+        raise ValueError(
+            f"grad_out and input_shape must agree on (N, C); received grad_out.shape="
+            f"{grad_out.shape}, input_shape={shape}"
+        )
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    grad_x = np.empty(shape, dtype=grad_out.dtype)
+    bad = kernels().max_pool2d_backward(grad_out, indices, grad_x, get_num_threads())
+    if bad:
+        raise ValueError(
+            f"indices must lie in [0, H*W) = [0, {shape[2] * shape[3]}) for input_shape={shape}; "
+            f"{bad} of {indices.size} do not"
+        )
+    return grad_x
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> np.ndarray:
+    """2-D average pooling with PyTorch's semantics (``count_include_pad``: padding counts in the
+    divisor; windows that ``ceil_mode`` extends past the padding are divided by their clipped size).
+
+    Returns
+    -------
+    ndarray of shape (N, C, OH, OW)
+    """
+    x = as_float_array(x, "x", 4)
+    count_include_pad = check_flag(count_include_pad, "count_include_pad")
+    geo = _pool_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    out = np.empty((geo.n, geo.c, geo.oh, geo.ow), dtype=x.dtype)
+    kernels().avg_pool2d(x, out, geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pb, geo.pl, geo.pr,
+                         count_include_pad, get_num_threads())
+    return out
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True) -> np.ndarray:
+    """Gradient of ``avg_pool2d`` with respect to its input.
+
+    Returns
+    -------
+    ndarray of shape ``input_shape``
+    """
+    grad_out = as_float_array(grad_out, "grad_out", 4)
+    count_include_pad = check_flag(count_include_pad, "count_include_pad")
+    shape = input_shape4(input_shape)
+    geo = _pool_geometry(shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d_backward")
+    expect_shape(grad_out, "grad_out", (geo.n, geo.c, geo.oh, geo.ow), f"the avg_pool2d output for input_shape={shape}")
+    grad_x = np.empty(shape, dtype=grad_out.dtype)
+    kernels().avg_pool2d_backward(grad_out, grad_x, geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pb,
+                                  geo.pl, geo.pr, count_include_pad, get_num_threads())
+    return grad_x
