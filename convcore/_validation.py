@@ -41,11 +41,9 @@ def conv_out_size(size: int, k: int, s: int, d: int, pad_total: int, ceil_mode: 
     With ``ceil_mode`` the last window must start inside the input or its leading padding.
     """
     span = size + pad_total - d * (k - 1) - 1
-    if span < 0:
-        return 0
     if not ceil_mode:
-        return span // s + 1
-    out = -(-span // s) + 1
+        return span // s + 1  # floor division, also for a negative span (then <= 0)
+    out = (span + s - 1) // s + 1
     if (out - 1) * s >= size + pad_begin:
         out -= 1
     return out

@@ -96,8 +96,16 @@ def _is_pointwise(geo: Geometry) -> bool:
     return geo.kh == geo.kw == geo.sh == geo.sw == 1 and not (geo.pt or geo.pb or geo.pl or geo.pr)
 
 
-def _im2col_chunk(x: np.ndarray, cols: np.ndarray, geo: Geometry, nt: int) -> None:
-    kernels().im2col(x, cols, *geo.kernel_args, nt)
+# The im2col/col2im that feed or drain a GEMM run on ONE thread, on purpose: numpy's BLAS already
+# uses every core for the GEMM, and alternating an OpenMP team with BLAS's thread pool on the same
+# cores makes each pool's idle workers spin while the other works (measured on V1 forward, 2 cores:
+# 140 ms with 2 OpenMP threads vs 88 ms serial; L1 forward 8.0 vs 3.4 ms). The data movement is
+# memory-bound and a small share of the time, so one pool (BLAS) owns the parallelism.
+_GEMM_ADJACENT_THREADS = 1
+
+
+def _im2col_chunk(x: np.ndarray, cols: np.ndarray, geo: Geometry) -> None:
+    kernels().im2col(x, cols, *geo.kernel_args, _GEMM_ADJACENT_THREADS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,12 +164,11 @@ def _conv_forward(x, weight, geo: Geometry, groups: int, y: np.ndarray) -> None:
     if _is_pointwise(geo):
         np.matmul(w3, x.reshape(n, groups, ckk_g, p), out=y4)
         return
-    nt = get_num_threads()
     step = _workspace.chunk_size(n, c * geo.kh * geo.kw * p * x.itemsize)
     for n0 in range(0, n, step):
         m = min(step, n - n0)
         cols = _workspace.buffer("cols", (m, groups * ckk_g, p), x.dtype)
-        _im2col_chunk(x[n0 : n0 + m], cols, geo, nt)
+        _im2col_chunk(x[n0 : n0 + m], cols, geo)
         np.matmul(w3, cols.reshape(m, groups, ckk_g, p), out=y4[n0 : n0 + m])
 
 
@@ -211,7 +218,6 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     w3 = weight.reshape(groups, fg, ckk_g)
     gy4 = gy.reshape(n, groups, fg, p)
     pointwise = _is_pointwise(geo)
-    nt = get_num_threads()
     if gx is not None and pointwise:
         np.matmul(w3.transpose(0, 2, 1), gy4, out=gx.reshape(n, groups, ckk_g, p))
         if gw is None:
@@ -229,7 +235,7 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
             # Columns laid out (C*KH*KW, m, P) and grad_out as (F, m, P): the reduction over the
             # chunk's images and positions is then a single GEMM per group with a long K.
             cols_t = _workspace.buffer("cols_t", (ckk, m, p), x.dtype)
-            _im2col_chunk(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo, nt)
+            _im2col_chunk(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
             gy_t = _workspace.buffer("gy_t", (f, m, p), x.dtype)
             np.copyto(gy_t, gy[n0 : n0 + m].reshape(m, f, p).transpose(1, 0, 2))
             for g in range(groups):
@@ -243,7 +249,7 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
         if gx is not None:
             dcols = _workspace.buffer("dcols", (m, ckk, p), x.dtype)
             np.matmul(w3.transpose(0, 2, 1), gy4[n0 : n0 + m], out=dcols.reshape(m, groups, ckk_g, p))
-            kernels().col2im(dcols, gx[n0 : n0 + m], *geo.kernel_args, nt)
+            kernels().col2im(dcols, gx[n0 : n0 + m], *geo.kernel_args, _GEMM_ADJACENT_THREADS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +268,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
     x = as_float_array(x, "x", 4)
     geo = geometry(x.shape, kernel_size, stride, padding, dilation, what="im2col")
     cols = np.empty((geo.n, geo.c * geo.kh * geo.kw, geo.oh * geo.ow), dtype=x.dtype)
-    _im2col_chunk(x, cols, geo, get_num_threads())
+    kernels().im2col(x, cols, *geo.kernel_args, get_num_threads())
     return cols
 
 
@@ -303,6 +309,19 @@ def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode, wha
             f"(top, bottom, left, right)=({geo.pt}, {geo.pb}, {geo.pl}, {geo.pr}) for "
             f"kernel_size=({geo.kh}, {geo.kw})"
         )
+    # With dilation a window's taps can all fall into padding (e.g. width 1, dilation 2, padding 1).
+    # PyTorch then reports an index outside the plane; we refuse such geometry instead.
+    for axis, (size, k, s, p, d, o) in enumerate(
+        ((geo.h, geo.kh, geo.sh, geo.pt, geo.dh, geo.oh), (geo.w, geo.kw, geo.sw, geo.pl, geo.dw, geo.ow))
+    ):
+        if d > 1:
+            taps = np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d
+            if not ((taps >= 0) & (taps < size)).any(axis=1).all():
+                raise ValueError(
+                    f"{what}: with dilation={d} some windows along {'HW'[axis]} contain no input "
+                    f"element (input shape {geo.n, geo.c, geo.h, geo.w}, kernel_size=({geo.kh}, "
+                    f"{geo.kw}), padding=({geo.pt}, {geo.pb}, {geo.pl}, {geo.pr})); use less padding"
+                )
     return geo
 
 

@@ -33,34 +33,96 @@ cdef inline void _tap_range(Py_ssize_t start, Py_ssize_t dil, Py_ssize_t size, P
         k0[0] = k1[0]
 
 
+cdef inline void _max_pool_window(const floating* img, Py_ssize_t H, Py_ssize_t W,
+                                  Py_ssize_t iy0, Py_ssize_t ki0, Py_ssize_t ki1, Py_ssize_t dh,
+                                  Py_ssize_t ix0, Py_ssize_t kw, Py_ssize_t dw,
+                                  floating* out, int64_t* idx) noexcept nogil:
+    # One window, clipped to the image: the general path, used for border columns.
+    cdef Py_ssize_t ki, kj, kj0, kj1, iy, ix, best
+    cdef floating val, top = -INFINITY
+    _tap_range(ix0, dw, W, kw, &kj0, &kj1)
+    if ki0 < ki1 and kj0 < kj1:
+        best = (iy0 + ki0 * dh) * W + ix0 + kj0 * dw
+    else:  # a window wholly in padding (only reachable with large explicit padding)
+        best = 0
+    for ki in range(ki0, ki1):
+        iy = iy0 + ki * dh
+        for kj in range(kj0, kj1):
+            ix = ix0 + kj * dw
+            val = img[iy * W + ix]
+            if val > top or val != val:
+                top = val
+                best = iy * W + ix
+    out[0] = top
+    idx[0] = best
+
+
+cdef enum:
+    BLOCK = 256      # interior output columns processed per block (stack scratch)
+    MAX_TAPS = 64    # windows with more taps take the general path
+
+
 cdef inline void _max_pool_plane(const floating* img, floating* out, int64_t* idx,
                                  Py_ssize_t H, Py_ssize_t W,
                                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                                  Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
                                  Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
-    cdef Py_ssize_t oy, ox, iy0, ix0, ki, kj, ki0, ki1, kj0, kj1, pos, best
-    cdef floating val, top
-    cdef const floating* row
+    # Row at a time. Border columns (window clipped by the image) take the general path. Interior
+    # columns [lo, hi) are processed in blocks: for each tap (ki, kj), in PyTorch's order, every
+    # column of the block compares one value against its running maximum kept in stack scratch,
+    # recording the winning tap number. The select is branch-free (random data makes a branch
+    # mispredict half the time) and the loops vectorize. Tap numbers become plane positions last.
+    cdef Py_ssize_t oy, ox, ox0, nb, j, iy0, ki, kj, ki0, ki1, lo, hi, end, shift, t
+    cdef floating val, cur
+    cdef bint take
+    cdef floating top[BLOCK]
+    cdef int tap[BLOCK]
+    cdef Py_ssize_t tap_offset[MAX_TAPS]
+    cdef const floating* src
+    lo = 0 if pl <= 0 else (pl + sw - 1) // sw
+    end = W + pl - (kw - 1) * dw          # interior: ox * sw < end
+    hi = 0 if end <= 0 else (end + sw - 1) // sw
+    if hi > ow:
+        hi = ow
+    if lo > hi or kh * kw > MAX_TAPS:
+        lo = hi = ow
+    for ki in range(kh if kh * kw <= MAX_TAPS else 0):
+        for kj in range(kw):
+            tap_offset[ki * kw + kj] = ki * dh * W + kj * dw
     for oy in range(oh):
         iy0 = oy * sh - pt
         _tap_range(iy0, dh, H, kh, &ki0, &ki1)
-        for ox in range(ow):
-            ix0 = ox * sw - pl
-            _tap_range(ix0, dw, W, kw, &kj0, &kj1)
-            top = -INFINITY
-            if ki0 < ki1 and kj0 < kj1:
-                best = (iy0 + ki0 * dh) * W + ix0 + kj0 * dw
-            else:  # a window wholly in padding (only reachable with large explicit padding)
-                best = 0
+        for ox in range(lo):
+            _max_pool_window(img, H, W, iy0, ki0, ki1, dh, ox * sw - pl, kw, dw, out + oy * ow + ox,
+                             idx + oy * ow + ox)
+        for ox in range(hi, ow):
+            _max_pool_window(img, H, W, iy0, ki0, ki1, dh, ox * sw - pl, kw, dw, out + oy * ow + ox,
+                             idx + oy * ow + ox)
+        if ki0 == ki1:  # the whole row of windows lies in padding
+            for ox in range(lo, hi):
+                _max_pool_window(img, H, W, iy0, ki0, ki1, dh, ox * sw - pl, kw, dw,
+                                 out + oy * ow + ox, idx + oy * ow + ox)
+            continue
+        ox0 = lo
+        while ox0 < hi:
+            nb = hi - ox0 if hi - ox0 < BLOCK else BLOCK
+            for j in range(nb):
+                top[j] = -INFINITY
+                tap[j] = ki0 * kw
             for ki in range(ki0, ki1):
-                row = img + (iy0 + ki * dh) * W
-                for kj in range(kj0, kj1):
-                    val = row[ix0 + kj * dw]
-                    if val > top or val != val:
-                        top = val
-                        best = (iy0 + ki * dh) * W + ix0 + kj * dw
-            out[oy * ow + ox] = top
-            idx[oy * ow + ox] = best
+                for kj in range(kw):
+                    t = ki * kw + kj
+                    src = img + (iy0 + ki * dh) * W + ox0 * sw + kj * dw - pl
+                    for j in range(nb):
+                        val = src[j * sw]
+                        cur = top[j]
+                        take = (val > cur) | (val != val)
+                        top[j] = val if take else cur
+                        tap[j] = <int>t if take else tap[j]
+            for j in range(nb):
+                out[oy * ow + ox0 + j] = top[j]
+                idx[oy * ow + ox0 + j] = iy0 * W + (ox0 + j) * sw - pl + tap_offset[tap[j]]
+            ox0 += BLOCK
 
 
 def max_pool2d(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
