@@ -148,28 +148,55 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> n
         same_dtype(x, "x", bias, "bias")
         expect_shape(bias, "bias", (weight.shape[0],), f"one value per filter, weight.shape={weight.shape}")
     y = np.empty((geo.n, weight.shape[0], geo.oh, geo.ow), dtype=x.dtype)
-    _conv_forward(x, weight, geo, groups, y)
-    if bias is not None:
-        y += bias.reshape(1, -1, 1, 1)
+    _conv_forward(x, weight, bias, geo, groups, y)
     return y
 
 
-def _conv_forward(x, weight, geo: Geometry, groups: int, y: np.ndarray) -> None:
+# Two GEMM layouts, chosen by the number of output positions P = OH*OW:
+# - per image: cols (m, C*KH*KW, P) and one GEMM per image writing NCHW in place. Best for large P.
+# - batched: cols (C*KH*KW, m, P) and ONE GEMM per group over the whole chunk (m*P columns), then
+#   one output-sized transpose copy (which also adds the bias). For small P the per-image GEMMs are
+#   too thin for BLAS to run at full speed, and the batched one wins by more than the copy costs.
+_BATCHED_MAX_P = 2048
+
+
+def _conv_forward(x, weight, bias, geo: Geometry, groups: int, y: np.ndarray) -> None:
     n, c = geo.n, geo.c
     f = weight.shape[0]
+    fg = f // groups
     p = geo.oh * geo.ow
-    ckk_g = (c // groups) * geo.kh * geo.kw
-    w3 = weight.reshape(groups, f // groups, ckk_g)
-    y4 = y.reshape(n, groups, f // groups, p)
+    ckk = c * geo.kh * geo.kw
+    ckk_g = ckk // groups
+    w3 = weight.reshape(groups, fg, ckk_g)
+    y4 = y.reshape(n, groups, fg, p)
+    b3 = None if bias is None else bias.reshape(1, f, 1)
     if _is_pointwise(geo):
         np.matmul(w3, x.reshape(n, groups, ckk_g, p), out=y4)
+        if b3 is not None:
+            y.reshape(n, f, p)[...] += b3
         return
-    step = _workspace.chunk_size(n, c * geo.kh * geo.kw * p * x.itemsize)
+    batched = p <= _BATCHED_MAX_P
+    step = _workspace.chunk_size(n, (ckk + (f if batched else 0)) * p * x.itemsize)
     for n0 in range(0, n, step):
         m = min(step, n - n0)
-        cols = _workspace.buffer("cols", (m, groups * ckk_g, p), x.dtype)
-        _im2col_chunk(x[n0 : n0 + m], cols, geo)
-        np.matmul(w3, cols.reshape(m, groups, ckk_g, p), out=y4[n0 : n0 + m])
+        yc = y[n0 : n0 + m].reshape(m, f, p)
+        if batched:
+            cols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
+            _im2col_chunk(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
+            y_t = _workspace.buffer("out_t", (f, m, p), x.dtype)
+            for g in range(groups):
+                np.matmul(w3[g], cols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p),
+                          out=y_t[g * fg : (g + 1) * fg].reshape(fg, m * p))
+            if b3 is None:
+                np.copyto(yc, y_t.transpose(1, 0, 2))
+            else:
+                np.add(y_t.transpose(1, 0, 2), b3, out=yc)
+        else:
+            cols = _workspace.buffer("cols", (m, ckk, p), x.dtype)
+            _im2col_chunk(x[n0 : n0 + m], cols, geo)
+            np.matmul(w3, cols.reshape(m, groups, ckk_g, p), out=y4[n0 : n0 + m])
+            if b3 is not None:
+                yc += b3
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
@@ -217,39 +244,49 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     ckk_g = ckk // groups
     w3 = weight.reshape(groups, fg, ckk_g)
     gy4 = gy.reshape(n, groups, fg, p)
-    pointwise = _is_pointwise(geo)
-    if gx is not None and pointwise:
+    if gx is not None and _is_pointwise(geo):
         np.matmul(w3.transpose(0, 2, 1), gy4, out=gx.reshape(n, groups, ckk_g, p))
-        if gw is None:
-            return
-        gx = None
-    per_image = (ckk * p if gw is not None else 0) + (f * p if gw is not None else 0) \
-        + (ckk * p if gx is not None else 0)
-    step = _workspace.chunk_size(n, per_image * x.itemsize)
+        gx = None  # done: the input gradient needs no col2im
+    if gx is None and gw is None:
+        return
+    batched = p <= _BATCHED_MAX_P
+    # grad_out as (F, m, P) turns the weight gradient's reduction over images and positions into
+    # one long-K GEMM per group; the batched input gradient reuses the same copy.
+    need_gy_t = gw is not None or (gx is not None and batched)
+    # One column buffer serves both gradients: the weight gradient consumes it before the input
+    # gradient's columns overwrite it.
+    step = _workspace.chunk_size(n, (ckk + (f if need_gy_t else 0)) * p * x.itemsize)
     if gw is not None:
         gw3 = gw.reshape(groups, fg, ckk_g)
-        tmp = np.empty_like(gw3[0]) if (n > step or groups > 1) else None
+        partial = np.empty_like(gw3[0]) if n > step else None
     for n0 in range(0, n, step):
         m = min(step, n - n0)
-        if gw is not None:
-            # Columns laid out (C*KH*KW, m, P) and grad_out as (F, m, P): the reduction over the
-            # chunk's images and positions is then a single GEMM per group with a long K.
-            cols_t = _workspace.buffer("cols_t", (ckk, m, p), x.dtype)
-            _im2col_chunk(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
-            gy_t = _workspace.buffer("gy_t", (f, m, p), x.dtype)
+        if need_gy_t:
+            gy_t = _workspace.buffer("out_t", (f, m, p), x.dtype)
             np.copyto(gy_t, gy[n0 : n0 + m].reshape(m, f, p).transpose(1, 0, 2))
+        if gw is not None:
+            cols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
+            _im2col_chunk(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
             for g in range(groups):
                 a = gy_t[g * fg : (g + 1) * fg].reshape(fg, m * p)
                 b = cols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p).T
                 if n0 == 0:
                     np.matmul(a, b, out=gw3[g])
                 else:
-                    np.matmul(a, b, out=tmp)
-                    gw3[g] += tmp
-        if gx is not None:
-            dcols = _workspace.buffer("dcols", (m, ckk, p), x.dtype)
+                    np.matmul(a, b, out=partial)
+                    gw3[g] += partial
+        if gx is None:
+            continue
+        if batched:
+            dcols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
+            for g in range(groups):
+                np.matmul(w3[g].T, gy_t[g * fg : (g + 1) * fg].reshape(fg, m * p),
+                          out=dcols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p))
+            dcols = dcols_t.transpose(1, 0, 2)
+        else:
+            dcols = _workspace.buffer("cols", (m, ckk, p), x.dtype)
             np.matmul(w3.transpose(0, 2, 1), gy4[n0 : n0 + m], out=dcols.reshape(m, groups, ckk_g, p))
-            kernels().col2im(dcols, gx[n0 : n0 + m], *geo.kernel_args, _GEMM_ADJACENT_THREADS)
+        kernels().col2im(dcols, gx[n0 : n0 + m], *geo.kernel_args, _GEMM_ADJACENT_THREADS)
 
 
 # ---------------------------------------------------------------------------------------------
