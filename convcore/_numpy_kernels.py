@@ -39,36 +39,45 @@ def _padded(x: np.ndarray, pt: int, pl: int, need_h: int, need_w: int, fill: flo
     return xp
 
 
-def _windows(xp: np.ndarray, kh, kw, sh, sw, dh, dw, oh, ow) -> np.ndarray:
-    """(N, C, OH, OW, KH, KW) strided view of the windows of an already padded input."""
+def _windows(xp: np.ndarray, kh, kw, sh, sw, dh, dw, oh, ow, oy0=0) -> np.ndarray:
+    """(N, C, OH, OW, KH, KW) strided view of the windows of output rows [oy0, oy0 + oh) of an
+    already padded input."""
     span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     win = sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
-    return win[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, ::dh, ::dw]
+    return win[:, :, oy0 * sh : (oy0 + oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, ::dh, ::dw]
 
 
-def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, num_threads=1):
+def _extent(o_end, k, s, d):
+    """Padded-input length the windows of outputs [0, o_end) reach."""
+    return (o_end - 1) * s + d * (k - 1) + 1
+
+
+def im2col(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oy0, oh, ow, num_threads=1):
     n, c = x.shape[:2]
-    need_h, need_w = (oh - 1) * sh + dh * (kh - 1) + 1, (ow - 1) * sw + dw * (kw - 1) + 1
-    win = _windows(_padded(x, pt, pl, need_h, need_w), kh, kw, sh, sw, dh, dw, oh, ow)
+    xp = _padded(x, pt, pl, _extent(oy0 + oh, kh, sh, dh), _extent(ow, kw, sw, dw))
+    win = _windows(xp, kh, kw, sh, sw, dh, dw, oh, ow, oy0)
     _split(cols, (n, c, kh, kw, oh, ow))[...] = win.transpose(0, 1, 4, 5, 2, 3)
 
 
-def col2im(cols, x, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, num_threads=1):
+def col2im(cols, x, kh, kw, sh, sw, pt, pl, dh, dw, oy0, oh, ow, accumulate, num_threads=1):
     n, c, h, w = x.shape
-    need_h, need_w = (oh - 1) * sh + dh * (kh - 1) + 1, (ow - 1) * sw + dw * (kw - 1) + 1
-    hp, wp = max(need_h, h + pt), max(need_w, w + pl)
+    hp = max(_extent(oy0 + oh, kh, sh, dh), h + pt)
+    wp = max(_extent(ow, kw, sw, dw), w + pl)
     acc = np.zeros((n, c, hp, wp), dtype=x.dtype)
     c6 = _split(cols, (n, c, kh, kw, oh, ow))
     for ki in range(kh):
         for kj in range(kw):
-            y0, x0 = ki * dh, kj * dw
+            y0, x0 = oy0 * sh + ki * dh, kj * dw
             acc[:, :, y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw] += c6[:, :, ki, kj]
-    x[...] = acc[:, :, pt : pt + h, pl : pl + w]
+    if accumulate:
+        x += acc[:, :, pt : pt + h, pl : pl + w]
+    else:
+        x[...] = acc[:, :, pt : pt + h, pl : pl + w]
 
 
 def max_pool2d(x, out, indices, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, num_threads=1):
     n, c, h, w = x.shape
-    need_h, need_w = (oh - 1) * sh + dh * (kh - 1) + 1, (ow - 1) * sw + dw * (kw - 1) + 1
+    need_h, need_w = _extent(oh, kh, sh, dh), _extent(ow, kw, sw, dw)
     xp = _padded(x, pt, pl, need_h, need_w, fill=-np.inf)
     flat = _windows(xp, kh, kw, sh, sw, dh, dw, oh, ow).reshape(n, c, oh, ow, kh * kw)
     # PyTorch keeps the first maximum, but the *last* NaN of a window (its test is

@@ -111,9 +111,9 @@ class Geometry:
     ow: int
 
     @property
-    def kernel_args(self) -> tuple[int, ...]:
-        """Positional geometry for the kernel table: kh, kw, sh, sw, pt, pl, dh, dw, oh, ow."""
-        return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl, self.dh, self.dw, self.oh, self.ow)
+    def window(self) -> tuple[int, ...]:
+        """Positional window geometry for the kernel table: kh, kw, sh, sw, pt, pl, dh, dw."""
+        return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl, self.dh, self.dw)
 
 
 def geometry(shape: tuple[int, ...], kernel_size, stride, padding, dilation, *, what: str,

@@ -104,8 +104,14 @@ def _is_pointwise(geo: Geometry) -> bool:
 _GEMM_ADJACENT_THREADS = 1
 
 
-def _im2col_chunk(x: np.ndarray, cols: np.ndarray, geo: Geometry) -> None:
-    kernels().im2col(x, cols, *geo.kernel_args, _GEMM_ADJACENT_THREADS)
+def _im2col(x, cols, geo: Geometry, oy0: int = 0, rows: int | None = None) -> None:
+    rows = geo.oh if rows is None else rows
+    kernels().im2col(x, cols, *geo.window, oy0, rows, geo.ow, _GEMM_ADJACENT_THREADS)
+
+
+def _col2im(cols, x, geo: Geometry, oy0: int = 0, rows: int | None = None, accumulate: bool = False) -> None:
+    rows = geo.oh if rows is None else rows
+    kernels().col2im(cols, x, *geo.window, oy0, rows, geo.ow, accumulate, _GEMM_ADJACENT_THREADS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,12 +158,21 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> n
     return y
 
 
-# Two GEMM layouts, chosen by the number of output positions P = OH*OW:
-# - per image: cols (m, C*KH*KW, P) and one GEMM per image writing NCHW in place. Best for large P.
-# - batched: cols (C*KH*KW, m, P) and ONE GEMM per group over the whole chunk (m*P columns), then
-#   one output-sized transpose copy (which also adds the bias). For small P the per-image GEMMs are
-#   too thin for BLAS to run at full speed, and the batched one wins by more than the copy costs.
+# Three strategies, chosen by shape:
+# - pointwise (1x1, stride 1, no padding): the input is the column matrix; no im2col, no col2im.
+# - batched, for few output positions P = OH*OW: columns of a chunk of images laid out
+#   (C*KH*KW, m, P) and ONE GEMM per group over all m*P columns, then one output-sized transpose
+#   copy (which also adds the bias). Per-image GEMMs would be too thin for BLAS to run at speed.
+# - banded, for large P: one image at a time, a band of output rows at a time, so the columns of a
+#   band (about _BAND_BYTES) stay in cache between im2col writing them and the GEMM reading them;
+#   the GEMM writes its band of the NCHW output in place. Columns never make the trip to memory.
 _BATCHED_MAX_P = 2048
+_BAND_BYTES = 2 * 2**20
+
+
+def _band_rows(geo: Geometry, ckk: int, itemsize: int) -> int:
+    """Output rows per band so that a band's columns take about ``_BAND_BYTES``."""
+    return max(1, min(geo.oh, _BAND_BYTES // (ckk * geo.ow * itemsize)))
 
 
 def _conv_forward(x, weight, bias, geo: Geometry, groups: int, y: np.ndarray) -> None:
@@ -168,35 +183,41 @@ def _conv_forward(x, weight, bias, geo: Geometry, groups: int, y: np.ndarray) ->
     ckk = c * geo.kh * geo.kw
     ckk_g = ckk // groups
     w3 = weight.reshape(groups, fg, ckk_g)
-    y4 = y.reshape(n, groups, fg, p)
     b3 = None if bias is None else bias.reshape(1, f, 1)
     if _is_pointwise(geo):
-        np.matmul(w3, x.reshape(n, groups, ckk_g, p), out=y4)
+        np.matmul(w3, x.reshape(n, groups, ckk_g, p), out=y.reshape(n, groups, fg, p))
         if b3 is not None:
             y.reshape(n, f, p)[...] += b3
         return
-    batched = p <= _BATCHED_MAX_P
-    step = _workspace.chunk_size(n, (ckk + (f if batched else 0)) * p * x.itemsize)
+    if p > _BATCHED_MAX_P:
+        rows = _band_rows(geo, ckk, x.itemsize)
+        band = _workspace.buffer("cols", (ckk, rows * geo.ow), x.dtype)
+        for i in range(n):
+            yi = y[i].reshape(f, p)
+            for oy0 in range(0, geo.oh, rows):
+                r = min(rows, geo.oh - oy0)
+                cols = band[:, : r * geo.ow]
+                _im2col(x[i : i + 1], cols[None], geo, oy0, r)
+                for g in range(groups):
+                    np.matmul(w3[g], cols[g * ckk_g : (g + 1) * ckk_g],
+                              out=yi[g * fg : (g + 1) * fg, oy0 * geo.ow : (oy0 + r) * geo.ow])
+            if b3 is not None:
+                yi += b3[0]
+        return
+    step = _workspace.chunk_size(n, (ckk + f) * p * x.itemsize)
     for n0 in range(0, n, step):
         m = min(step, n - n0)
+        cols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
+        _im2col(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
+        y_t = _workspace.buffer("out_t", (f, m, p), x.dtype)
+        for g in range(groups):
+            np.matmul(w3[g], cols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p),
+                      out=y_t[g * fg : (g + 1) * fg].reshape(fg, m * p))
         yc = y[n0 : n0 + m].reshape(m, f, p)
-        if batched:
-            cols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
-            _im2col_chunk(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
-            y_t = _workspace.buffer("out_t", (f, m, p), x.dtype)
-            for g in range(groups):
-                np.matmul(w3[g], cols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p),
-                          out=y_t[g * fg : (g + 1) * fg].reshape(fg, m * p))
-            if b3 is None:
-                np.copyto(yc, y_t.transpose(1, 0, 2))
-            else:
-                np.add(y_t.transpose(1, 0, 2), b3, out=yc)
+        if b3 is None:
+            np.copyto(yc, y_t.transpose(1, 0, 2))
         else:
-            cols = _workspace.buffer("cols", (m, ckk, p), x.dtype)
-            _im2col_chunk(x[n0 : n0 + m], cols, geo)
-            np.matmul(w3, cols.reshape(m, groups, ckk_g, p), out=y4[n0 : n0 + m])
-            if b3 is not None:
-                yc += b3
+            np.add(y_t.transpose(1, 0, 2), b3, out=yc)
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
@@ -235,6 +256,15 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     return gx, gw, gb
 
 
+def _accumulate(acc: np.ndarray, a: np.ndarray, b: np.ndarray, first: bool, partial) -> None:
+    """acc (=|+=) a @ b: numpy's matmul has no beta=1, so later terms go through ``partial``."""
+    if first:
+        np.matmul(a, b, out=acc)
+    else:
+        np.matmul(a, b, out=partial)
+        acc += partial
+
+
 def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     n, c = geo.n, geo.c
     f = weight.shape[0]
@@ -243,50 +273,59 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     ckk = c * geo.kh * geo.kw
     ckk_g = ckk // groups
     w3 = weight.reshape(groups, fg, ckk_g)
-    gy4 = gy.reshape(n, groups, fg, p)
     if gx is not None and _is_pointwise(geo):
-        np.matmul(w3.transpose(0, 2, 1), gy4, out=gx.reshape(n, groups, ckk_g, p))
+        np.matmul(w3.transpose(0, 2, 1), gy.reshape(n, groups, fg, p), out=gx.reshape(n, groups, ckk_g, p))
         gx = None  # done: the input gradient needs no col2im
     if gx is None and gw is None:
         return
-    batched = p <= _BATCHED_MAX_P
-    # grad_out as (F, m, P) turns the weight gradient's reduction over images and positions into
-    # one long-K GEMM per group; the batched input gradient reuses the same copy.
-    need_gy_t = gw is not None or (gx is not None and batched)
-    # One column buffer serves both gradients: the weight gradient consumes it before the input
-    # gradient's columns overwrite it.
-    step = _workspace.chunk_size(n, (ckk + (f if need_gy_t else 0)) * p * x.itemsize)
-    if gw is not None:
-        gw3 = gw.reshape(groups, fg, ckk_g)
-        partial = np.empty_like(gw3[0]) if n > step else None
+    gw3 = None if gw is None else gw.reshape(groups, fg, ckk_g)
+    partial = None if gw is None else np.empty((fg, ckk_g), dtype=x.dtype)
+    if p > _BATCHED_MAX_P:
+        _conv_backward_banded(gy, x, w3, geo, groups, gx, gw3, partial)
+        return
+    # grad_out as (F, m, P) makes the weight gradient's reduction over images and positions one
+    # long-K GEMM per group, and the input gradient's GEMM a batched one. One column buffer serves
+    # both gradients: the weight gradient consumes it before the input gradient overwrites it.
+    step = _workspace.chunk_size(n, (ckk + f) * p * x.itemsize)
     for n0 in range(0, n, step):
         m = min(step, n - n0)
-        if need_gy_t:
-            gy_t = _workspace.buffer("out_t", (f, m, p), x.dtype)
-            np.copyto(gy_t, gy[n0 : n0 + m].reshape(m, f, p).transpose(1, 0, 2))
-        if gw is not None:
-            cols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
-            _im2col_chunk(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
+        gy_t = _workspace.buffer("out_t", (f, m, p), x.dtype)
+        np.copyto(gy_t, gy[n0 : n0 + m].reshape(m, f, p).transpose(1, 0, 2))
+        gy_g = [gy_t[g * fg : (g + 1) * fg].reshape(fg, m * p) for g in range(groups)]
+        cols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
+        cols_g = [cols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p) for g in range(groups)]
+        if gw3 is not None:
+            _im2col(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
             for g in range(groups):
-                a = gy_t[g * fg : (g + 1) * fg].reshape(fg, m * p)
-                b = cols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p).T
-                if n0 == 0:
-                    np.matmul(a, b, out=gw3[g])
-                else:
-                    np.matmul(a, b, out=partial)
-                    gw3[g] += partial
-        if gx is None:
-            continue
-        if batched:
-            dcols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
+                _accumulate(gw3[g], gy_g[g], cols_g[g].T, n0 == 0, partial)
+        if gx is not None:
             for g in range(groups):
-                np.matmul(w3[g].T, gy_t[g * fg : (g + 1) * fg].reshape(fg, m * p),
-                          out=dcols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p))
-            dcols = dcols_t.transpose(1, 0, 2)
-        else:
-            dcols = _workspace.buffer("cols", (m, ckk, p), x.dtype)
-            np.matmul(w3.transpose(0, 2, 1), gy4[n0 : n0 + m], out=dcols.reshape(m, groups, ckk_g, p))
-        kernels().col2im(dcols, gx[n0 : n0 + m], *geo.kernel_args, _GEMM_ADJACENT_THREADS)
+                np.matmul(w3[g].T, gy_g[g], out=cols_g[g])
+            _col2im(cols_t.transpose(1, 0, 2), gx[n0 : n0 + m], geo)
+
+
+def _conv_backward_banded(gy, x, w3, geo: Geometry, groups: int, gx, gw3, partial) -> None:
+    n, fg, ckk_g = geo.n, w3.shape[1], w3.shape[2]
+    f, ckk, p, ow = fg * groups, ckk_g * groups, geo.oh * geo.ow, geo.ow
+    rows = _band_rows(geo, ckk, x.itemsize)
+    band = _workspace.buffer("cols", (ckk, rows * ow), x.dtype)
+    first = True
+    for i in range(n):
+        gyi = gy[i].reshape(f, p)
+        for oy0 in range(0, geo.oh, rows):
+            r = min(rows, geo.oh - oy0)
+            cols = band[:, : r * ow]
+            gy_b = gyi[:, oy0 * ow : (oy0 + r) * ow]
+            if gw3 is not None:
+                _im2col(x[i : i + 1], cols[None], geo, oy0, r)
+                for g in range(groups):
+                    _accumulate(gw3[g], gy_b[g * fg : (g + 1) * fg], cols[g * ckk_g : (g + 1) * ckk_g].T,
+                                first, partial)
+                first = False
+            if gx is not None:
+                for g in range(groups):
+                    np.matmul(w3[g].T, gy_b[g * fg : (g + 1) * fg], out=cols[g * ckk_g : (g + 1) * ckk_g])
+                _col2im(cols[None], gx[i : i + 1], geo, oy0, r, accumulate=oy0 > 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +344,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
     x = as_float_array(x, "x", 4)
     geo = geometry(x.shape, kernel_size, stride, padding, dilation, what="im2col")
     cols = np.empty((geo.n, geo.c * geo.kh * geo.kw, geo.oh * geo.ow), dtype=x.dtype)
-    kernels().im2col(x, cols, *geo.kernel_args, get_num_threads())
+    kernels().im2col(x, cols, *geo.window, 0, geo.oh, geo.ow, get_num_threads())
     return cols
 
 
@@ -327,7 +366,7 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1) -> n
     expect_shape(cols, "cols", (geo.n, geo.c * geo.kh * geo.kw, geo.oh * geo.ow),
                  f"im2col of input_shape={shape}")
     x = np.empty(shape, dtype=cols.dtype)
-    kernels().col2im(cols, x, *geo.kernel_args, get_num_threads())
+    kernels().col2im(cols, x, *geo.window, 0, geo.oh, geo.ow, False, get_num_threads())
     return x
 
 
@@ -379,7 +418,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     geo = _pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     out = np.empty((geo.n, geo.c, geo.oh, geo.ow), dtype=x.dtype)
     indices = np.empty(out.shape, dtype=np.int64)
-    kernels().max_pool2d(x, out, indices, *geo.kernel_args, get_num_threads())
+    kernels().max_pool2d(x, out, indices, *geo.window, geo.oh, geo.ow, get_num_threads())
     return out, indices
 
 

@@ -49,7 +49,8 @@ cdef inline void _im2col_plane(const floating* img,     # IN  one input plane (H
                                Py_ssize_t rstride, Py_ssize_t H, Py_ssize_t W,
                                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
-                               Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+                               Py_ssize_t oy0, Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    # Output rows [oy0, oy0 + oh) only: a band of the output, so callers can keep columns small.
     cdef Py_ssize_t ki, kj, oy, ox, iy, lo, hi, shift
     cdef floating* dst
     cdef const floating* src
@@ -58,7 +59,7 @@ cdef inline void _im2col_plane(const floating* img,     # IN  one input plane (H
             shift = kj * dw - pl            # input column = ox * sw + shift
             _valid_range(-shift, sw, W, ow, &lo, &hi)
             dst = rows + (ki * kw + kj) * rstride
-            for oy in range(oh):
+            for oy in range(oy0, oy0 + oh):
                 iy = oy * sh - pt + ki * dh
                 if iy < 0 or iy >= H or lo == hi:
                     memset(dst, 0, ow * sizeof(floating))
@@ -82,11 +83,14 @@ cdef inline void _col2im_plane(const floating* rows,    # IN  KH*KW rows of OH*O
                                Py_ssize_t H, Py_ssize_t W,
                                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
-                               Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+                               Py_ssize_t oy0, Py_ssize_t oh, Py_ssize_t ow,
+                               bint accumulate) noexcept nogil:
+    # Output rows [oy0, oy0 + oh) only; ``accumulate`` adds to the plane instead of overwriting it.
     cdef Py_ssize_t ki, kj, oy, ox, iy, lo, hi, shift
     cdef floating* dst
     cdef const floating* src
-    memset(img, 0, H * W * sizeof(floating))
+    if not accumulate:
+        memset(img, 0, H * W * sizeof(floating))
     for ki in range(kh):
         for kj in range(kw):
             shift = kj * dw - pl
@@ -94,7 +98,7 @@ cdef inline void _col2im_plane(const floating* rows,    # IN  KH*KW rows of OH*O
             if lo == hi:
                 continue
             src = rows + (ki * kw + kj) * rstride
-            for oy in range(oh):
+            for oy in range(oy0, oy0 + oh):
                 iy = oy * sh - pt + ki * dh
                 if iy >= 0 and iy < H:
                     dst = img + iy * W
@@ -111,8 +115,11 @@ def im2col(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
            floating[:, :, :] cols,            # OUT (N, C*KH*KW, OH*OW), last axis contiguous
            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
            Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
-           Py_ssize_t oh, Py_ssize_t ow, int num_threads):
-    """Unfold sliding windows of ``x`` into ``cols`` (zeros where a window overlaps padding)."""
+           Py_ssize_t oy0, Py_ssize_t oh, Py_ssize_t ow, int num_threads):
+    """Unfold sliding windows of ``x`` into ``cols`` (zeros where a window overlaps padding).
+
+    Only output rows [oy0, oy0 + oh) are unfolded: ``cols`` has ``oh * ow`` columns.
+    """
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t rstride = cols.strides[1] // sizeof(floating)
     cdef Py_ssize_t plane, n, c
@@ -121,15 +128,18 @@ def im2col(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
             n = plane // C
             c = plane - n * C
             _im2col_plane(&x[n, c, 0, 0], &cols[n, c * kh * kw, 0], rstride, H, W,
-                          kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
+                          kh, kw, sh, sw, pt, pl, dh, dw, oy0, oh, ow)
 
 
 def col2im(const floating[:, :, :] cols,      # IN  (N, C*KH*KW, OH*OW), last axis contiguous
-           floating[:, :, :, ::1] x,          # OUT (N, C, H, W), overwritten
+           floating[:, :, :, ::1] x,          # OUT (N, C, H, W), overwritten unless ``accumulate``
            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
            Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
-           Py_ssize_t oh, Py_ssize_t ow, int num_threads):
-    """Fold ``cols`` back onto the image, summing overlapping windows (the adjoint of im2col)."""
+           Py_ssize_t oy0, Py_ssize_t oh, Py_ssize_t ow, bint accumulate, int num_threads):
+    """Fold ``cols`` back onto the image, summing overlapping windows (the adjoint of im2col).
+
+    ``cols`` holds output rows [oy0, oy0 + oh); with ``accumulate`` the result is added to ``x``.
+    """
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t rstride = cols.strides[1] // sizeof(floating)
     cdef Py_ssize_t plane, n, c
@@ -138,4 +148,4 @@ def col2im(const floating[:, :, :] cols,      # IN  (N, C*KH*KW, OH*OW), last ax
             n = plane // C
             c = plane - n * C
             _col2im_plane(&cols[n, c * kh * kw, 0], rstride, &x[n, c, 0, 0], H, W,
-                          kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
+                          kh, kw, sh, sw, pt, pl, dh, dw, oy0, oh, ow, accumulate)
