@@ -33,12 +33,16 @@ from ._validation import (
     expect_shape,
     geometry,
     input_shape4,
+    padding4,
+    pair,
     same_dtype,
 )
 
 __all__ = [
     "conv2d",
     "conv2d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
     "max_pool2d",
     "max_pool2d_backward",
     "avg_pool2d",
@@ -53,12 +57,16 @@ __all__ = [
 # Validation helpers specific to convolution
 
 
-def _check_groups(groups, c: int, f: int, c_per_group: int, x_shape, w_shape) -> int:
+def _positive_groups(groups) -> int:
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
         raise TypeError(f"groups must be a positive int; received groups={groups!r}")
-    groups = int(groups)
     if groups < 1:
         raise ValueError(f"groups must be >= 1; received groups={groups}")
+    return int(groups)
+
+
+def _check_groups(groups, c: int, f: int, c_per_group: int, x_shape, w_shape) -> int:
+    groups = _positive_groups(groups)
     if c % groups or f % groups:
         raise ValueError(
             f"groups={groups} must divide both the input channels C={c} and the filters F={f}; "
@@ -279,20 +287,20 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     if gx is None and gw is None:
         return
     gw3 = None if gw is None else gw.reshape(groups, fg, ckk_g)
-    partial = None if gw is None else np.empty((fg, ckk_g), dtype=x.dtype)
+    partial = None if gw is None else np.empty((fg, ckk_g), dtype=gy.dtype)
     if p > _BATCHED_MAX_P:
         _conv_backward_banded(gy, x, w3, geo, groups, gx, gw3, partial)
         return
     # grad_out as (F, m, P) makes the weight gradient's reduction over images and positions one
     # long-K GEMM per group, and the input gradient's GEMM a batched one. One column buffer serves
     # both gradients: the weight gradient consumes it before the input gradient overwrites it.
-    step = _workspace.chunk_size(n, (ckk + f) * p * x.itemsize)
+    step = _workspace.chunk_size(n, (ckk + f) * p * gy.itemsize)
     for n0 in range(0, n, step):
         m = min(step, n - n0)
-        gy_t = _workspace.buffer("out_t", (f, m, p), x.dtype)
+        gy_t = _workspace.buffer("out_t", (f, m, p), gy.dtype)
         np.copyto(gy_t, gy[n0 : n0 + m].reshape(m, f, p).transpose(1, 0, 2))
         gy_g = [gy_t[g * fg : (g + 1) * fg].reshape(fg, m * p) for g in range(groups)]
-        cols_t = _workspace.buffer("cols", (ckk, m, p), x.dtype)
+        cols_t = _workspace.buffer("cols", (ckk, m, p), gy.dtype)
         cols_g = [cols_t[g * ckk_g : (g + 1) * ckk_g].reshape(ckk_g, m * p) for g in range(groups)]
         if gw3 is not None:
             _im2col(x[n0 : n0 + m], cols_t.transpose(1, 0, 2), geo)
@@ -307,8 +315,8 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
 def _conv_backward_banded(gy, x, w3, geo: Geometry, groups: int, gx, gw3, partial) -> None:
     n, fg, ckk_g = geo.n, w3.shape[1], w3.shape[2]
     f, ckk, p, ow = fg * groups, ckk_g * groups, geo.oh * geo.ow, geo.ow
-    rows = _band_rows(geo, ckk, x.itemsize)
-    band = _workspace.buffer("cols", (ckk, rows * ow), x.dtype)
+    rows = _band_rows(geo, ckk, gy.itemsize)
+    band = _workspace.buffer("cols", (ckk, rows * ow), gy.dtype)
     first = True
     for i in range(n):
         gyi = gy[i].reshape(f, p)
@@ -326,6 +334,109 @@ def _conv_backward_banded(gy, x, w3, geo: Geometry, groups: int, gx, gw3, partia
                 for g in range(groups):
                     np.matmul(w3[g].T, gy_b[g * fg : (g + 1) * fg], out=cols[g * ckk_g : (g + 1) * ckk_g])
                 _col2im(cols[None], gx[i : i + 1], geo, oy0, r, accumulate=oy0 > 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transposed convolution: the adjoint of conv2d, built from the same two strategies
+
+
+def _transpose_setup(x, weight, stride, padding, output_padding, dilation, groups, what):
+    """Validate and return (x, weight, groups, geo), ``geo`` describing the equivalent conv2d that
+    maps the transposed convolution's output (N, C_out, HO, WO) back to its input (N, C_in, H, W)."""
+    x = as_float_array(x, "x", 4)
+    weight = as_float_array(weight, "weight", 4)
+    same_dtype(x, "x", weight, "weight")
+    if isinstance(padding, str):
+        raise TypeError(f"{what}: padding must be an int, a pair or (top, bottom, left, right); received {padding!r}")
+    n, c_in, h, w = x.shape
+    if weight.shape[0] != c_in:
+        raise ValueError(
+            f"channel mismatch: weight.shape[0] must equal x.shape[1] (weight is (C_in, C_out/groups, "
+            f"KH, KW)); received weight.shape={weight.shape}, x.shape={x.shape}"
+        )
+    kh, kw = weight.shape[2:]
+    groups = _positive_groups(groups)
+    if c_in % groups:
+        raise ValueError(
+            f"groups={groups} must divide the input channels C_in={c_in}; received x.shape={x.shape}, "
+            f"weight.shape={weight.shape}"
+        )
+    s = pair(stride, "stride")
+    d = pair(dilation, "dilation")
+    op = pair(output_padding, "output_padding", minimum=0)
+    pt, pb, pl, pr = padding4(padding, (kh, kw), s, d, (h, w))
+    if op[0] >= max(s[0], d[0]) or op[1] >= max(s[1], d[1]):
+        raise ValueError(
+            f"output_padding must be smaller than stride or dilation; received output_padding={op}, "
+            f"stride={s}, dilation={d}"
+        )
+    ho = (h - 1) * s[0] - pt - pb + d[0] * (kh - 1) + op[0] + 1
+    wo = (w - 1) * s[1] - pl - pr + d[1] * (kw - 1) + op[1] + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(
+            f"{what}: the output would be empty ({ho}x{wo}) for x.shape={x.shape}, "
+            f"weight.shape={weight.shape}, padding={(pt, pb, pl, pr)}"
+        )
+    c_out = weight.shape[1] * groups
+    geo = Geometry(n, c_out, ho, wo, kh, kw, s[0], s[1], pt, pb, pl, pr, d[0], d[1], h, w)
+    return x, weight, groups, geo
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """2-D transposed convolution ("deconvolution"), PyTorch's semantics and weight layout.
+
+    It is the input gradient of ``conv2d``: each input pixel spreads ``weight`` over a window of
+    the output (col2im of ``W^T @ x``).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C_in, H, W)
+    weight : ndarray of shape (C_in, C_out / groups, KH, KW)
+    bias : ndarray of shape (C_out,), optional
+    stride, dilation : int or pair
+    padding : int, pair or (top, bottom, left, right); removed from the output's borders
+    output_padding : int or pair, smaller than stride or dilation; added to the bottom/right
+
+    Returns
+    -------
+    ndarray of shape (N, C_out, HO, WO), ``HO = (H - 1) * stride - pad_top - pad_bottom
+    + dilation * (KH - 1) + output_padding + 1``
+    """
+    x, weight, groups, geo = _transpose_setup(x, weight, stride, padding, output_padding, dilation,
+                                              groups, "conv_transpose2d")
+    y = np.empty((geo.n, geo.c, geo.h, geo.w), dtype=x.dtype)
+    _conv_backward(x, None, weight, geo, groups, y, None)
+    if bias is not None:
+        bias = as_float_array(bias, "bias", 1)
+        same_dtype(x, "x", bias, "bias")
+        expect_shape(bias, "bias", (geo.c,), f"one value per output channel, weight.shape={weight.shape}")
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, dilation=1,
+                              groups=1, input_grad=True, weight_grad=True, bias_grad=True):
+    """Gradients of ``conv_transpose2d``: ``(grad_x, grad_weight, grad_bias)``, ``None`` where not
+    asked for (and then not computed). The input gradient is a ``conv2d`` of ``grad_out``."""
+    input_grad = check_flag(input_grad, "input_grad")
+    weight_grad = check_flag(weight_grad, "weight_grad")
+    bias_grad = check_flag(bias_grad, "bias_grad")
+    x, weight, groups, geo = _transpose_setup(x, weight, stride, padding, output_padding, dilation,
+                                              groups, "conv_transpose2d_backward")
+    grad_out = as_float_array(grad_out, "grad_out", 4)
+    same_dtype(x, "x", grad_out, "grad_out")
+    expect_shape(grad_out, "grad_out", (geo.n, geo.c, geo.h, geo.w),
+                 f"the conv_transpose2d output for x.shape={x.shape}, weight.shape={weight.shape}")
+    gb = grad_out.sum(axis=(0, 2, 3)) if bias_grad else None
+    gx = None
+    if input_grad:
+        gx = np.empty_like(x)
+        _conv_forward(grad_out, weight, None, geo, groups, gx)
+    gw = None
+    if weight_grad:
+        gw = np.zeros_like(weight)
+        _conv_backward(x, grad_out, weight, geo, groups, None, gw)
+    return gx, gw, gb
 
 
 # ---------------------------------------------------------------------------------------------

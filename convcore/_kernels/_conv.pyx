@@ -4,7 +4,8 @@
 #    c*KH*KW + ki*KW + kj holds input channel c seen through kernel offset (ki, kj) at every output
 #    position, so W2d (F, C*KH*KW) @ cols[n] is already the NCHW output of image n. Only the last
 #    axis of ``cols`` must be contiguous: the caller may pass a transposed view of a (C*KH*KW, N,
-#    OH*OW) buffer, the layout that turns the weight gradient into one GEMM.
+#    OH*OW) buffer (one GEMM over a chunk of images), or a band of output rows [oy0, oy0 + oh) so
+#    the columns of one band stay in cache between im2col and the GEMM.
 # B. Padding is a bounds test, never a padded copy. For each kernel offset the range of output
 #    columns whose input column is inside the image is computed once (``_valid_range``), so the
 #    inner loops are branch-free copies (a memcpy when the stride is 1) framed by zero fills.
