@@ -113,16 +113,16 @@ def get_num_threads() -> int:
     """Threads convcore's compiled kernels use.
 
     ``set_num_threads`` wins; else ``OMP_NUM_THREADS`` (its first entry); else the CPUs available
-    to this process (cgroup/affinity aware). 1 when the extension was built without OpenMP.
+    to this process (cgroup/affinity aware). Pooling splits its planes over this many of
+    convcore's own threads; the standalone ``ops.im2col``/``ops.col2im`` use an OpenMP team of this
+    size when the extension was built with OpenMP.
     """
-    if not openmp_enabled():
-        return 1
     if _num_threads is not None:
         return _num_threads
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, min(_cpu_count(), _conv.omp_max_threads()))
+    return _cpu_count()
 
 
 def set_num_threads(n: int | None) -> None:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _workspace
-from ._backend import get_num_threads, kernels
+from . import _threads, _workspace
+from ._backend import get_backend, get_num_threads, kernels
 from ._validation import (
     Geometry,
     as_float_array,
@@ -485,6 +485,17 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1) -> n
 # Pooling
 
 
+def _pool_planes(name: str, arrays, args) -> list:
+    """Run pooling kernel ``name`` with its (n, c) planes split over convcore's threads (compiled
+    backend; see ``_threads`` for why not OpenMP). ``arrays`` are all (N, C, ...) C-contiguous."""
+    kernel = getattr(kernels(), name)
+    if get_backend() != "cython":
+        return [kernel(*arrays, *args, 1)]
+    planes = [a.reshape(a.shape[0] * a.shape[1], 1, *a.shape[2:]) for a in arrays]
+    elements = max(a.size for a in arrays)
+    return _threads.run_planes(kernel, planes, args, get_num_threads(), elements)
+
+
 def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode, what) -> Geometry:
     ceil_mode = check_flag(ceil_mode, "ceil_mode")
     geo = geometry(shape, kernel_size, stride, padding, dilation, what=what, ceil_mode=ceil_mode,
@@ -529,7 +540,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     geo = _pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
     out = np.empty((geo.n, geo.c, geo.oh, geo.ow), dtype=x.dtype)
     indices = np.empty(out.shape, dtype=np.int64)
-    kernels().max_pool2d(x, out, indices, *geo.window, geo.oh, geo.ow, get_num_threads())
+    _pool_planes("max_pool2d", (x, out, indices), (*geo.window, geo.oh, geo.ow))
     return out, indices
 
 
@@ -562,7 +573,7 @@ def max_pool2d_backward(grad_out, indices, input_shape) -> np.ndarray:
         )
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     grad_x = np.empty(shape, dtype=grad_out.dtype)
-    bad = kernels().max_pool2d_backward(grad_out, indices, grad_x, get_num_threads())
+    bad = sum(_pool_planes("max_pool2d_backward", (grad_out, indices, grad_x), ()))
     if bad:
         raise ValueError(
             f"indices must lie in [0, H*W) = [0, {shape[2] * shape[3]}) for input_shape={shape}; "
@@ -583,8 +594,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     count_include_pad = check_flag(count_include_pad, "count_include_pad")
     geo = _pool_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
     out = np.empty((geo.n, geo.c, geo.oh, geo.ow), dtype=x.dtype)
-    kernels().avg_pool2d(x, out, geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pb, geo.pl, geo.pr,
-                         count_include_pad, get_num_threads())
+    _pool_planes("avg_pool2d", (x, out), (*geo.window[:5], geo.pb, geo.pl, geo.pr, count_include_pad))
     return out
 
 
@@ -602,6 +612,6 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding
     geo = _pool_geometry(shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d_backward")
     expect_shape(grad_out, "grad_out", (geo.n, geo.c, geo.oh, geo.ow), f"the avg_pool2d output for input_shape={shape}")
     grad_x = np.empty(shape, dtype=grad_out.dtype)
-    kernels().avg_pool2d_backward(grad_out, grad_x, geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pb,
-                                  geo.pl, geo.pr, count_include_pad, get_num_threads())
+    _pool_planes("avg_pool2d_backward", (grad_out, grad_x),
+                 (*geo.window[:5], geo.pb, geo.pl, geo.pr, count_include_pad))
     return grad_x
