@@ -45,6 +45,8 @@ __all__ = [
     "conv_transpose2d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "im2col",
@@ -580,6 +582,46 @@ def max_pool2d_backward(grad_out, indices, input_shape) -> np.ndarray:
             f"{bad} of {indices.size} do not"
         )
     return grad_x
+
+
+def max_unpool2d(x, indices, output_size) -> np.ndarray:
+    """Place each value of ``x`` at its recorded position in a zero plane: the partial inverse of
+    ``max_pool2d`` (PyTorch's ``max_unpool2d``), for decoders that mirror their encoder.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, OH, OW)
+    indices : integer ndarray of shape (N, C, OH, OW), flat positions from ``max_pool2d``
+    output_size : (H, W) or (N, C, H, W)
+
+    Returns
+    -------
+    ndarray of shape (N, C, H, W)
+
+    Notes
+    -----
+    This is ``max_pool2d_backward`` applied to ``x``: values sharing one index (only possible with
+    overlapping pooling windows) are summed, where PyTorch keeps one of them.
+    """
+    x = as_float_array(x, "x", 4)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = (*x.shape[:2], *output_size)
+    return max_pool2d_backward(x, indices, output_size)
+
+
+def max_unpool2d_backward(grad_out, indices) -> np.ndarray:
+    """Gradient of ``max_unpool2d`` with respect to ``x``: ``grad_out`` read at ``indices``."""
+    grad_out = as_float_array(grad_out, "grad_out", 4)
+    n, c, h, w = grad_out.shape
+    if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer) or indices.ndim != 4:
+        raise TypeError(f"indices must be a 4-D integer numpy.ndarray; received {type(indices).__name__}")
+    if indices.shape[:2] != (n, c):
+        raise ValueError(f"indices and grad_out must agree on (N, C); received indices.shape={indices.shape}, "
+                         f"grad_out.shape={grad_out.shape}")
+    flat = indices.reshape(n, c, -1)
+    if flat.size and (flat.min() < 0 or flat.max() >= h * w):
+        raise ValueError(f"indices must lie in [0, H*W) = [0, {h * w}) for grad_out.shape={grad_out.shape}")
+    return np.take_along_axis(grad_out.reshape(n, c, h * w), flat, axis=2).reshape(indices.shape)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> np.ndarray:
