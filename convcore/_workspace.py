@@ -40,9 +40,11 @@ def set_workspace_limit(nbytes: int | None) -> None:
     _limit = nbytes
 
 
-def chunk_size(n_images: int, bytes_per_image: int) -> int:
-    """Images per chunk so the chunk's buffers fit the budget (at least one)."""
-    return max(1, min(n_images, _limit // max(bytes_per_image, 1)))
+def chunk_size(n_images: int, bytes_per_image: int, target: int | None = None) -> int:
+    """Images per chunk so the chunk's buffers fit the budget, or the smaller ``target`` (at least
+    one image)."""
+    budget = _limit if target is None else min(_limit, target)
+    return max(1, min(n_images, budget // max(bytes_per_image, 1)))
 
 
 def buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
