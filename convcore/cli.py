@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_info.add_argument("--json", action="store_true", help="print as JSON")
     p_info.set_defaults(func=_run_info)
     for name, (module_name, help_text) in _SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:  # a broken optional piece must not take `convcore info` down
+            p = sub.add_parser(name, help=f"{help_text} (unavailable: {exc})")
+            p.set_defaults(func=lambda args, exc=exc: parser.error(f"unavailable: {exc}"))
+            continue
         p = sub.add_parser(name, help=help_text, description=module.__doc__.splitlines()[0],
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(p)
