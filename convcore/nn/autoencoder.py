@@ -1,0 +1,69 @@
+"""``Autoencoder``: an encoder and a decoder, for pretraining, denoising and anomaly scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._grad_mode import no_grad
+from .._random import resolve_rng
+from .module import Module, check_input
+
+
+class Autoencoder(Module):
+    """``forward(x) = decoder(encoder(x))``.
+
+    Parameters
+    ----------
+    encoder, decoder : Module
+    noise_std : float
+        Standard deviation of Gaussian noise added to the input in training mode only (a
+        denoising autoencoder); 0 disables it.
+    rng : numpy Generator or int seed for the noise (default: convcore's generator).
+
+    ``encode(x)`` gives the latent vectors, ``decode(z)`` reconstructs, and
+    ``reconstruction_error(x)`` returns the mean squared error per sample (anomaly scores).
+    """
+
+    def __init__(self, encoder: Module, decoder: Module, noise_std: float = 0.0, rng=None):
+        super().__init__()
+        if not isinstance(encoder, Module) or not isinstance(decoder, Module):
+            raise TypeError("Autoencoder(encoder, decoder) expects two Modules")
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0; received noise_std={noise_std!r}")
+        self.encoder, self.decoder = encoder, decoder
+        self.noise_std = float(noise_std)
+        object.__setattr__(self, "_rng", rng)
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        check_input(x, "x", self)
+        if self.training and self.noise_std > 0:
+            x = x + resolve_rng(self._rng).normal(0.0, self.noise_std, size=x.shape).astype(x.dtype)
+        return self.decoder(self.encoder(x))
+
+    def backward(self, grad, need_input_grad=True):
+        grad = self.decoder.backward(grad, need_input_grad=need_input_grad or self.encoder.trainable)
+        if grad is None:
+            return None
+        return self.encoder.backward(grad, need_input_grad=need_input_grad)
+
+    def reconstruction_error(self, x, batch_size: int = 256) -> np.ndarray:
+        """Mean squared reconstruction error per sample, in eval mode (the mode is restored)."""
+        check_input(x, "x", self)
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                errs = [((self.forward(x[i : i + batch_size]) - x[i : i + batch_size]) ** 2)
+                        .reshape(len(x[i : i + batch_size]), -1).mean(axis=1) for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        return np.concatenate(errs)
+
+    def get_config(self):
+        return dict(noise_std=self.noise_std)
