@@ -38,9 +38,11 @@ class Optimizer:
             p.grad = None
 
     def _active(self):
-        for i, p in enumerate(self.params):
-            if p.requires_grad and p.grad is not None:
-                yield i, p
+        # Overflow is reported by the finiteness check in ``_write``, not as a numpy warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, p in enumerate(self.params):
+                if p.requires_grad and p.grad is not None:
+                    yield i, p
 
     def _write(self, i: int, p: Parameter, new: np.ndarray) -> None:
         if self.check_finite and not np.isfinite(new).all():

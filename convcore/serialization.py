@@ -43,8 +43,8 @@ def save(model: Module, path) -> None:
 def _read_members(path) -> dict:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ModelFileError(f"{path} is not a readable model file ({exc})") from exc
+    except Exception as exc:  # BadZipFile, OSError, EOFError, NotImplementedError, ... (found by fuzzing)
+        raise ModelFileError(f"{path} is not a readable model file ({type(exc).__name__}: {exc})") from exc
     with zf:
         for info in zf.infolist():
             if info.file_size > MAX_MEMBER_BYTES:

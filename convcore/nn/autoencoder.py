@@ -32,7 +32,8 @@ class Autoencoder(Module):
             raise ValueError(f"noise_std must be >= 0; received noise_std={noise_std!r}")
         self.encoder, self.decoder = encoder, decoder
         self.noise_std = float(noise_std)
-        object.__setattr__(self, "_rng", rng)
+        # an int seed becomes one generator now, so successive calls draw fresh values
+        object.__setattr__(self, "_rng", None if rng is None else resolve_rng(rng))
 
     def encode(self, x):
         return self.encoder(x)

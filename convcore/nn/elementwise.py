@@ -163,7 +163,8 @@ class Dropout(Module):
         if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
             raise ValueError(f"{type(self).__name__}: p must be a probability in [0, 1); received p={p!r}")
         self.p = float(p)
-        object.__setattr__(self, "_rng", rng)
+        # an int seed becomes one generator now, so successive calls draw fresh values
+        object.__setattr__(self, "_rng", None if rng is None else resolve_rng(rng))
 
     def forward(self, x):
         check_input(x, "x", self)
