@@ -79,7 +79,8 @@ def fit(model: Module, loss, optimizer, x, y, epochs: int = 1, batch_size: int =
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="img", leave=True)
+            # disable=None: a bar on terminals, silence in logs and pipes
+            bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="img", leave=True, disable=None)
         with _mode(model, True):
             for i in range(0, n, batch_size):
                 idx = order[i : i + batch_size]
