@@ -143,10 +143,11 @@ def _pictures(args, cnn, ae, hist, ae_hist, head_hist, xs, ys, fgsm_acc) -> None
     fig.savefig(out / "conv1_kernels_and_maps.png", dpi=90)
     plt.close(fig)
 
-    recon = convcore.predict(ae, xs[:10])
+    pick = np.array([np.flatnonzero(ys == d)[0] for d in range(10)])  # one test digit of each class
+    recon = convcore.predict(ae, xs[pick])
     fig, axes = plt.subplots(2, 10, figsize=(12, 2.8))
     for i in range(10):
-        axes[0, i].imshow(xs[i, 0], cmap="gray")
+        axes[0, i].imshow(xs[pick[i], 0], cmap="gray")
         axes[1, i].imshow(recon[i, 0], cmap="gray")
         axes[0, i].axis("off")
         axes[1, i].axis("off")
@@ -154,15 +155,16 @@ def _pictures(args, cnn, ae, hist, ae_hist, head_hist, xs, ys, fgsm_acc) -> None
     fig.savefig(out / "reconstructions.png", dpi=90)
     plt.close(fig)
 
-    adv = convcore.adversarial.fgsm(cnn, convcore.nn.CrossEntropyLoss(), xs[:8], ys[:8], 0.1)
-    clean_pred = convcore.predict(cnn, xs[:8]).argmax(1)
+    xa, ya = xs[pick[:8]], ys[pick[:8]]
+    adv = convcore.adversarial.fgsm(cnn, convcore.nn.CrossEntropyLoss(), xa, ya, 0.1)
+    clean_pred = convcore.predict(cnn, xa).argmax(1)
     adv_pred = convcore.predict(cnn, adv).argmax(1)
     fig, axes = plt.subplots(2, 8, figsize=(11, 3.2))
     for i in range(8):
-        axes[0, i].imshow(xs[i, 0], cmap="gray")
+        axes[0, i].imshow(xa[i, 0], cmap="gray")
         axes[0, i].set_title(f"pred {clean_pred[i]}", fontsize=9)
         axes[1, i].imshow(adv[i, 0], cmap="gray")
-        axes[1, i].set_title(f"pred {adv_pred[i]}", fontsize=9, color="red" if adv_pred[i] != ys[i] else "black")
+        axes[1, i].set_title(f"pred {adv_pred[i]}", fontsize=9, color="red" if adv_pred[i] != ya[i] else "black")
         axes[0, i].axis("off")
         axes[1, i].axis("off")
     fig.suptitle(f"clean (top) vs FGSM eps=0.1 (bottom); accuracy at eps: "
