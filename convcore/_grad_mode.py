@@ -41,3 +41,31 @@ class no_grad:
                 return fn(*args, **kwargs)
 
         return wrapper
+
+
+def eval_forced() -> bool:
+    """Whether this thread runs models as in eval mode regardless of their ``training`` flags."""
+    return getattr(_state, "force_eval", False)
+
+
+def mc_dropout_rng():
+    """The generator of an active Monte-Carlo-dropout prediction in this thread, else None."""
+    return getattr(_state, "mc_rng", None)
+
+
+class forced_eval:
+    """Run models in this thread as if in eval mode, without touching their ``training`` flags, so
+    other threads using the same model are unaffected (what ``predict`` and ``evaluate`` use).
+    With ``mc_dropout_rng`` set, Dropout layers stay active and draw from that generator."""
+
+    def __init__(self, mc_dropout_rng=None):
+        self._mc = mc_dropout_rng
+
+    def __enter__(self):
+        self._prev = (eval_forced(), mc_dropout_rng())
+        _state.force_eval, _state.mc_rng = True, self._mc
+        return self
+
+    def __exit__(self, *exc):
+        _state.force_eval, _state.mc_rng = self._prev
+        return False

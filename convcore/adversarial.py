@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import metrics
-from .training import _mode, predict
+from ._grad_mode import forced_eval
+from .training import predict
 
 
 def fgsm(model, loss, x, y, eps: float, clip=(0.0, 1.0), batch_size: int = 256) -> np.ndarray:
@@ -21,7 +22,7 @@ def fgsm(model, loss, x, y, eps: float, clip=(0.0, 1.0), batch_size: int = 256) 
     try:
         for p, _, _ in saved:
             p.requires_grad = False  # only the input gradient is wanted: no weight gradients computed
-        with _mode(model, False):
+        with forced_eval():
             for i in range(0, len(x), batch_size):
                 xb, yb = x[i : i + batch_size], y[i : i + batch_size]
                 loss(model(xb), yb)

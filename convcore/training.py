@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics
-from ._grad_mode import no_grad
+from ._grad_mode import forced_eval, no_grad
 from ._random import resolve_rng
 from .nn import Dropout, Module
 
@@ -109,7 +109,10 @@ def fit(model: Module, loss, optimizer, x, y, epochs: int = 1, batch_size: int =
 
 
 def predict(model: Module, x, batch_size: int = 256, mc_dropout: int = 0, seed=None):
-    """Model outputs (logits) for ``x``, batched, in eval mode under ``no_grad`` (modes restored).
+    """Model outputs (logits) for ``x``, batched, as in eval mode and under ``no_grad``.
+
+    The model's ``training`` flags are not touched (eval behaviour is forced for this thread only),
+    so several threads may predict with one model at once.
 
     With ``mc_dropout=T > 0``: Monte-Carlo dropout. Dropout layers stay active (everything else,
     batch norm included, in eval mode) and the model runs ``T`` times; returns
@@ -119,7 +122,9 @@ def predict(model: Module, x, batch_size: int = 256, mc_dropout: int = 0, seed=N
     batch_size = _check_batch_size(batch_size)
     if mc_dropout:
         return _predict_mc(model, x, batch_size, int(mc_dropout), seed)
-    with _mode(model, False), no_grad():
+    # forced_eval, not model.eval(): flipping the shared flags would race with other threads
+    # predicting with the same model (their dropout would switch on mid-pass).
+    with forced_eval(), no_grad():
         outs = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.empty((0,))
 
@@ -127,23 +132,13 @@ def predict(model: Module, x, batch_size: int = 256, mc_dropout: int = 0, seed=N
 def _predict_mc(model, x, batch_size, passes, seed):
     from .nn.elementwise import log_softmax
 
-    dropouts = [m for m in model.modules() if isinstance(m, Dropout)]
-    if not dropouts:
+    if not any(isinstance(m, Dropout) for m in model.modules()):
         raise ValueError("mc_dropout needs a model with Dropout layers")
-    rng = resolve_rng(seed)
-    saved_rngs = [(m, m._rng) for m in dropouts]
     samples = []
-    with _mode(model, False), no_grad():
-        for m in dropouts:
-            object.__setattr__(m, "training", True)
-            object.__setattr__(m, "_rng", rng)
-        try:
-            for _ in range(passes):
-                out = np.concatenate([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-                samples.append(np.exp(log_softmax(out.astype(np.float64), axis=1)))
-        finally:
-            for m, r in saved_rngs:
-                object.__setattr__(m, "_rng", r)
+    with forced_eval(mc_dropout_rng=resolve_rng(seed)), no_grad():
+        for _ in range(passes):
+            out = np.concatenate([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+            samples.append(np.exp(log_softmax(out.astype(np.float64), axis=1)))
     stack = np.stack(samples)
     return stack.mean(axis=0), stack.std(axis=0)
 

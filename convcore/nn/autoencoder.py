@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._grad_mode import no_grad
+from .._grad_mode import eval_forced, forced_eval, no_grad
 from .._random import resolve_rng
 from .module import Module, check_input
 
@@ -43,7 +43,7 @@ class Autoencoder(Module):
 
     def forward(self, x):
         check_input(x, "x", self)
-        if self.training and self.noise_std > 0:
+        if self.training and self.noise_std > 0 and not eval_forced():
             x = x + resolve_rng(self._rng).normal(0.0, self.noise_std, size=x.shape).astype(x.dtype)
         return self.decoder(self.encoder(x))
 
@@ -54,16 +54,12 @@ class Autoencoder(Module):
         return self.encoder.backward(grad, need_input_grad=need_input_grad)
 
     def reconstruction_error(self, x, batch_size: int = 256) -> np.ndarray:
-        """Mean squared reconstruction error per sample, in eval mode (the mode is restored)."""
+        """Mean squared reconstruction error per sample, computed as in eval mode (without changing
+        the model's ``training`` flags, so other threads may use the model meanwhile)."""
         check_input(x, "x", self)
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                errs = [((self.forward(x[i : i + batch_size]) - x[i : i + batch_size]) ** 2)
-                        .reshape(len(x[i : i + batch_size]), -1).mean(axis=1) for i in range(0, len(x), batch_size)]
-        finally:
-            self.train(was_training)
+        with no_grad(), forced_eval():
+            errs = [((self.forward(x[i : i + batch_size]) - x[i : i + batch_size]) ** 2)
+                    .reshape(len(x[i : i + batch_size]), -1).mean(axis=1) for i in range(0, len(x), batch_size)]
         return np.concatenate(errs)
 
     def get_config(self):

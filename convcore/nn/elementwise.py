@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._grad_mode import eval_forced, mc_dropout_rng
 from .._random import resolve_rng
 from .module import Module, check_input
 
@@ -168,11 +169,12 @@ class Dropout(Module):
 
     def forward(self, x):
         check_input(x, "x", self)
-        if not self.training or self.p == 0:
+        mc_rng = mc_dropout_rng()
+        if mc_rng is None and (not self.training or eval_forced()) or self.p == 0:
             self._save(None)
             return x
         shape = x.shape[:2] + (1,) * (x.ndim - 2) if self._channelwise else x.shape
-        keep = resolve_rng(self._rng).random(shape) >= self.p
+        keep = (mc_rng or resolve_rng(self._rng)).random(shape) >= self.p
         mask = keep.astype(x.dtype) * x.dtype.type(1 / (1 - self.p))
         self._save(mask)
         return x * mask

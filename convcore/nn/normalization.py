@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._grad_mode import eval_forced
 from .module import Module, Parameter, check_input
 
 
@@ -36,7 +37,7 @@ class _BatchNorm(Module):
     def _use_batch_stats(self) -> bool:
         # Frozen batch norm behaves as in eval mode, even under train(): running statistics are used
         # and left untouched (the usual wish when fine-tuning on top of a frozen encoder).
-        return (self.training and not self.frozen) or not self.track_running_stats
+        return (self.training and not self.frozen and not eval_forced()) or not self.track_running_stats
 
     def forward(self, x):
         check_input(x, "x", self, self._ndim)
@@ -46,7 +47,7 @@ class _BatchNorm(Module):
         if self._use_batch_stats():
             mean = x.mean(axis=axes)
             var = x.var(axis=axes)
-            if self.training and self.track_running_stats and not self.frozen:
+            if self.training and self.track_running_stats and not self.frozen and not eval_forced():
                 count = x.size // x.shape[1]
                 unbiased = var * (count / max(count - 1, 1))
                 m = self.momentum

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build convcore with AddressSanitizer + UndefinedBehaviorSanitizer and Cython's bounds, wraparound
+# and initialization checks (CONVCORE_SANITIZE=1 implies CONVCORE_CYTHON_DEBUG=1), in a throwaway
+# venv, and run the kernel and reliability tests under it. Any sanitizer report aborts the run.
+# Usage: bash scripts/run_sanitized_tests.sh [extra pytest args]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q --upgrade pip
+CONVCORE_SANITIZE=1 "$work/venv/bin/pip" install -q --no-cache-dir "$root" pytest hypothesis
+asan=$(gcc -print-file-name=libasan.so)
+cd "$work"
+# Python itself is not built with ASan: preload the runtime, and ignore CPython's intentional leaks.
+LD_PRELOAD="$asan" \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  "$work/venv/bin/python" -m pytest -q -p no:cacheprovider \
+  "$root/tests/test_ops.py" "$root/tests/test_reliability.py" "$root/tests/test_nn.py" -k "not overlap" "$@"
