@@ -1,9 +1,11 @@
 """Benchmark convcore's kernels: cython vs numpy (vs torch when installed), interleaved, medians.
 
-Every case runs its contenders in turn after a warm-up, so machine noise hits all of them alike,
-and the order rotates every round (A B C, B C A, C A B, ...): thread pools spin for a while after a
-call (torch's OpenMP, OpenBLAS) and slow whatever runs next, so no contender may always follow the
-same one. The table shows medians. Columns: milliseconds per contender; GFLOP/s of the cython
+Every case runs its contenders in turn, round after round, so machine noise hits all of them
+alike; the order rotates every round (A B C, B C A, ...). Each contender's turn starts with one
+untimed call: thread pools keep spinning for milliseconds after a call (torch's OpenMP, OpenBLAS),
+and whoever runs right after another library's call pays for its idle threads (measured: a 1.8 ms
+convolution took 8 ms right after torch's). The timed calls that follow measure each contender in
+its steady state. The table shows medians. Columns: milliseconds per contender; GFLOP/s of the cython
 backend (convolutions: 2*N*F*C*KH*KW*OH*OW per call); cython's speed-up over numpy; torch's time
 over cython's (> 1: convcore is faster); "% GEMM", the time numpy's matmul needs for the same
 multiply-adds on preallocated operands as a share of cython's time (the practical ceiling of an
@@ -84,6 +86,9 @@ def _header(info: dict, machine: dict, torch) -> list[str]:
     return lines
 
 
+_BLOCK = 2  # timed calls per contender per round, after one untimed settling call
+
+
 def _time(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -112,7 +117,8 @@ def run_case(case, repeat: int, threads=None, scaling: bool = False) -> dict:
     for round_ in range(repeat):
         k = round_ % len(order)
         for name, fn in order[k:] + order[:k]:
-            (ceiling if name == "__gemm__" else samples[name]).append(_time(fn))
+            fn()  # settle: the previous contender's thread pool may still be spinning on our cores
+            (ceiling if name == "__gemm__" else samples[name]).extend(_time(fn) for _ in range(_BLOCK))
     result = {"case": case.name, "group": case.group, "kind": case.kind, "samples": samples,
               "median_ms": {k: statistics.median(v) * 1e3 for k, v in samples.items()}}
     if ceiling:
