@@ -28,7 +28,8 @@ class ModelFileError(ValueError):
 
 
 def save(model: Module, path) -> None:
-    """Write ``model`` (architecture, parameters, buffers and frozen flags) to ``path`` (.npz)."""
+    """Write ``model`` (architecture, parameters, buffers and frozen flags) to ``path`` (.npz), a
+    file name or a binary file object."""
     if not isinstance(model, Module):
         raise TypeError(f"save expects a convcore.nn.Module; received {type(model).__name__}")
     arch = {"format": FORMAT, "version": VERSION, "model": module_to_spec(model)}
@@ -36,6 +37,9 @@ def save(model: Module, path) -> None:
     if _ARCH_KEY in arrays:
         raise ValueError(f"a parameter is named {_ARCH_KEY!r}, which the file format reserves")
     blob = np.frombuffer(json.dumps(arch).encode("utf-8"), dtype=np.uint8)
+    if hasattr(path, "write"):  # a binary file object
+        np.savez(path, **{_ARCH_KEY: blob}, **arrays)
+        return
     with open(path, "wb") as f:
         np.savez(f, **{_ARCH_KEY: blob}, **arrays)
 
@@ -50,6 +54,8 @@ def _read_members(path) -> dict:
             if info.file_size > MAX_MEMBER_BYTES:
                 raise ModelFileError(f"{path}: member {info.filename} claims {info.file_size} bytes "
                                      f"(limit {MAX_MEMBER_BYTES}); refusing to read it")
+        if hasattr(path, "seek"):
+            path.seek(0)
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
@@ -68,7 +74,7 @@ def load(path) -> Module:
         Missing/unknown architecture, wrong format or version, unknown layer type, missing or
         unexpected arrays, mis-shaped or non-float arrays, truncated or corrupted file, pickles.
     """
-    members = _read_members(Path(path))
+    members = _read_members(path if hasattr(path, "read") else Path(path))
     blob = members.pop(_ARCH_KEY, None)
     if blob is None or blob.dtype != np.uint8 or blob.ndim != 1 or blob.size > MAX_ARCH_BYTES:
         raise ModelFileError(f"{path}: no valid architecture record")
