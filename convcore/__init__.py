@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from . import _backend, _workspace, ops
+from . import _backend, ops
 from . import nn, optim, metrics, datasets, models, adversarial
 from ._grad_mode import is_grad_enabled, no_grad
 from ._random import manual_seed

@@ -167,7 +167,7 @@ def _pictures(args, cnn, ae, hist, ae_hist, head_hist, xs, ys, fgsm_acc) -> None
         axes[1, i].set_title(f"pred {adv_pred[i]}", fontsize=9, color="red" if adv_pred[i] != ya[i] else "black")
         axes[0, i].axis("off")
         axes[1, i].axis("off")
-    fig.suptitle(f"clean (top) vs FGSM eps=0.1 (bottom); accuracy at eps: "
+    fig.suptitle("clean (top) vs FGSM eps=0.1 (bottom); accuracy at eps: "
                  + ", ".join(f"{e}: {a:.2f}" for e, a in fgsm_acc.items()))
     fig.savefig(out / "adversarial.png", dpi=90)
     plt.close(fig)

@@ -188,14 +188,16 @@ def _band_rows(geo: Geometry, ckk: int, itemsize: int) -> int:
     return max(1, min(geo.oh, _BAND_BYTES // (ckk * geo.ow * itemsize)))
 
 
-def _conv_forward(x, weight, bias, geo: Geometry, groups: int, y: np.ndarray) -> None:
-    n, c = geo.n, geo.c
+def _gemm_dims(weight, geo: Geometry, groups: int):
+    """(n, f, fg, p, ckk, ckk_g, w3): the GEMM view of a convolution; w3 is the weight as
+    (groups, F/groups, C/groups*KH*KW)."""
     f = weight.shape[0]
-    fg = f // groups
-    p = geo.oh * geo.ow
-    ckk = c * geo.kh * geo.kw
-    ckk_g = ckk // groups
-    w3 = weight.reshape(groups, fg, ckk_g)
+    fg, p, ckk = f // groups, geo.oh * geo.ow, geo.c * geo.kh * geo.kw
+    return geo.n, f, fg, p, ckk, ckk // groups, weight.reshape(groups, fg, ckk // groups)
+
+
+def _conv_forward(x, weight, bias, geo: Geometry, groups: int, y: np.ndarray) -> None:
+    n, f, fg, p, ckk, ckk_g, w3 = _gemm_dims(weight, geo, groups)
     b3 = None if bias is None else bias.reshape(1, f, 1)
     if _is_pointwise(geo):
         np.matmul(w3, x.reshape(n, groups, ckk_g, p), out=y.reshape(n, groups, fg, p))
@@ -279,13 +281,7 @@ def _accumulate(acc: np.ndarray, a: np.ndarray, b: np.ndarray, first: bool, part
 
 
 def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
-    n, c = geo.n, geo.c
-    f = weight.shape[0]
-    fg = f // groups
-    p = geo.oh * geo.ow
-    ckk = c * geo.kh * geo.kw
-    ckk_g = ckk // groups
-    w3 = weight.reshape(groups, fg, ckk_g)
+    n, f, fg, p, ckk, ckk_g, w3 = _gemm_dims(weight, geo, groups)
     if gx is not None and _is_pointwise(geo):
         np.matmul(w3.transpose(0, 2, 1), gy.reshape(n, groups, fg, p), out=gx.reshape(n, groups, ckk_g, p))
         gx = None  # done: the input gradient needs no col2im
@@ -294,7 +290,7 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     gw3 = None if gw is None else gw.reshape(groups, fg, ckk_g)
     partial = None if gw is None else np.empty((fg, ckk_g), dtype=gy.dtype)
     if p > _BATCHED_MAX_P:
-        _conv_backward_banded(gy, x, w3, geo, groups, gx, gw3, partial)
+        _conv_backward_banded(gy, x, weight, geo, groups, gx, gw3, partial)
         return
     # grad_out as (F, m, P) makes the weight gradient's reduction over images and positions one
     # long-K GEMM per group, and the input gradient's GEMM a batched one. One column buffer serves
@@ -317,9 +313,9 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
             _col2im(cols_t.transpose(1, 0, 2), gx[n0 : n0 + m], geo)
 
 
-def _conv_backward_banded(gy, x, w3, geo: Geometry, groups: int, gx, gw3, partial) -> None:
-    n, fg, ckk_g = geo.n, w3.shape[1], w3.shape[2]
-    f, ckk, p, ow = fg * groups, ckk_g * groups, geo.oh * geo.ow, geo.ow
+def _conv_backward_banded(gy, x, weight, geo: Geometry, groups: int, gx, gw3, partial) -> None:
+    n, f, fg, p, ckk, ckk_g, w3 = _gemm_dims(weight, geo, groups)
+    ow = geo.ow
     rows = _band_rows(geo, ckk, gy.itemsize)
     band = _workspace.buffer("cols", (ckk, rows * ow), gy.dtype)
     first = True

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from convcore import cli
+from convcore import bench, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ def test_convcore_bench_smoke(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert {"machine", "convcore", "results", "summary"} <= set(data)
     first = data["results"][0]
-    assert len(first["samples"]["cython"]) == 2 and first["median_ms"]["numpy"] > 0 and "cython_1thread_ms" in first
+    assert len(first["samples"]["cython"]) == 2 * bench._BLOCK and first["median_ms"]["numpy"] > 0 and "cython_1thread_ms" in first
 
 
 def test_bench_rejects_unknown_cases(capsys):

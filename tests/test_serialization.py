@@ -1,8 +1,6 @@
 """save/load: bitwise round trip, and every kind of bad file is rejected without executing it."""
 
-import io
 import json
-import os
 import zipfile
 
 import numpy as np

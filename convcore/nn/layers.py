@@ -46,16 +46,34 @@ class _ConvNd(Module):
                 f"out_channels={out_channels}"
             )
 
-    def _param_grads(self):
+    # Conv2d and ConvTranspose2d differ only in their kernel pair (looked up in ``ops`` at call
+    # time) and their geometry arguments.
+    _op = "conv2d"
+
+    def _geometry(self) -> tuple:
+        raise NotImplementedError
+
+    def forward(self, x):
+        check_input(x, "x", self, 4)
+        op = getattr(ops, self._op)
+        y = op(x, self.weight.data, None if self.bias is None else self.bias.data, *self._geometry())
+        self._save(x)
+        return y
+
+    def backward(self, grad, need_input_grad=True):
+        (x,) = self._saved()
         w_grad = self.weight.requires_grad
         b_grad = self.bias is not None and self.bias.requires_grad
-        return w_grad, b_grad
-
-    def _store_grads(self, gw, gb):
+        if not (need_input_grad or w_grad or b_grad):
+            return None
+        op_backward = getattr(ops, self._op + "_backward")
+        gx, gw, gb = op_backward(grad, x, self.weight.data, *self._geometry(), input_grad=need_input_grad,
+                                 weight_grad=w_grad, bias_grad=b_grad)
         if gw is not None:
             self.weight.accumulate(gw)
         if gb is not None:
             self.bias.accumulate(gb)
+        return gx
 
 
 class Conv2d(_ConvNd):
@@ -98,23 +116,8 @@ class Conv2d(_ConvNd):
         fan_in = in_channels // groups * kh * kw
         _init_weight_bias(self, (out_channels, in_channels // groups, kh, kw), fan_in, out_channels, bias, dtype, rng)
 
-    def forward(self, x):
-        check_input(x, "x", self, 4)
-        y = ops.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data, self.stride,
-                       self.padding, self.dilation, self.groups)
-        self._save(x)
-        return y
-
-    def backward(self, grad, need_input_grad=True):
-        (x,) = self._saved()
-        w_grad, b_grad = self._param_grads()
-        if not (need_input_grad or w_grad or b_grad):
-            return None
-        gx, gw, gb = ops.conv2d_backward(grad, x, self.weight.data, self.stride, self.padding, self.dilation,
-                                         self.groups, input_grad=need_input_grad, weight_grad=w_grad,
-                                         bias_grad=b_grad)
-        self._store_grads(gw, gb)
-        return gx
+    def _geometry(self):
+        return (self.stride, self.padding, self.dilation, self.groups)
 
     def get_config(self):
         return dict(in_channels=self.in_channels, out_channels=self.out_channels, kernel_size=list(self.kernel_size),
@@ -151,23 +154,10 @@ class ConvTranspose2d(_ConvNd):
         fan_in = out_channels // groups * kh * kw
         _init_weight_bias(self, (in_channels, out_channels // groups, kh, kw), fan_in, out_channels, bias, dtype, rng)
 
-    def forward(self, x):
-        check_input(x, "x", self, 4)
-        y = ops.conv_transpose2d(x, self.weight.data, None if self.bias is None else self.bias.data, self.stride,
-                                 self.padding, self.output_padding, self.dilation, self.groups)
-        self._save(x)
-        return y
+    _op = "conv_transpose2d"
 
-    def backward(self, grad, need_input_grad=True):
-        (x,) = self._saved()
-        w_grad, b_grad = self._param_grads()
-        if not (need_input_grad or w_grad or b_grad):
-            return None
-        gx, gw, gb = ops.conv_transpose2d_backward(grad, x, self.weight.data, self.stride, self.padding,
-                                                   self.output_padding, self.dilation, self.groups,
-                                                   input_grad=need_input_grad, weight_grad=w_grad, bias_grad=b_grad)
-        self._store_grads(gw, gb)
-        return gx
+    def _geometry(self):
+        return (self.stride, self.padding, self.output_padding, self.dilation, self.groups)
 
     def get_config(self):
         return dict(in_channels=self.in_channels, out_channels=self.out_channels, kernel_size=list(self.kernel_size),
