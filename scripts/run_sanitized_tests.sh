@@ -7,9 +7,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Build from a copy of the tracked files: pip builds local directories in place, and a sanitized
+# build/ folder left in the work tree would be picked up by the next in-place build.
+mkdir "$work/src"
+(cd "$root" && git ls-files -z | xargs -0 cp --parents -t "$work/src")
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --upgrade pip
-CONVCORE_SANITIZE=1 "$work/venv/bin/pip" install -q --no-cache-dir "$root" pytest hypothesis
+CONVCORE_SANITIZE=1 "$work/venv/bin/pip" install -q --no-cache-dir "$work/src" pytest hypothesis
 asan=$(gcc -print-file-name=libasan.so)
 cd "$work"
 # Python itself is not built with ASan: preload the runtime, and ignore CPython's intentional leaks.
