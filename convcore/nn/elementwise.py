@@ -104,12 +104,17 @@ def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-class Softmax(Module):
-    """Softmax along ``dim``."""
-
+class _AlongDim(Module):
     def __init__(self, dim=1):
         super().__init__()
         self.dim = int(dim)
+
+    def get_config(self):
+        return dict(dim=self.dim)
+
+
+class Softmax(_AlongDim):
+    """Softmax along ``dim``."""
 
     def forward(self, x):
         check_input(x, "x", self)
@@ -123,16 +128,9 @@ class Softmax(Module):
             return None
         return y * (grad - (grad * y).sum(axis=self.dim, keepdims=True))
 
-    def get_config(self):
-        return dict(dim=self.dim)
 
-
-class LogSoftmax(Module):
+class LogSoftmax(_AlongDim):
     """Log-softmax along ``dim``."""
-
-    def __init__(self, dim=1):
-        super().__init__()
-        self.dim = int(dim)
 
     def forward(self, x):
         check_input(x, "x", self)
@@ -145,9 +143,6 @@ class LogSoftmax(Module):
         if not need_input_grad:
             return None
         return grad - np.exp(y) * grad.sum(axis=self.dim, keepdims=True)
-
-    def get_config(self):
-        return dict(dim=self.dim)
 
 
 class Dropout(Module):

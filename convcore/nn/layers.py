@@ -36,7 +36,8 @@ def _padding_config(padding):
 
 
 class _ConvNd(Module):
-    def _check_channels(self, in_channels, out_channels, groups):
+    def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups) -> None:
+        """Validate and store the arguments both convolutions share."""
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{type(self).__name__}: {name} must be a positive int; received {name}={v!r}")
@@ -45,6 +46,10 @@ class _ConvNd(Module):
                 f"{type(self).__name__}: groups={groups} must divide in_channels={in_channels} and "
                 f"out_channels={out_channels}"
             )
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.dilation = pair(dilation, "dilation")
 
     # Conv2d and ConvTranspose2d differ only in their kernel pair (looked up in ``ops`` at call
     # time) and their geometry arguments.
@@ -104,11 +109,7 @@ class Conv2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, dtype=np.float32, rng=None):
         super().__init__()
-        self._check_channels(in_channels, out_channels, groups)
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = pair(stride, "stride")
-        self.dilation = pair(dilation, "dilation")
+        self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups)
         self.padding = padding
         ops.conv_output_shape((1, in_channels, 10**6, 10**6), (out_channels, in_channels // groups, *self.kernel_size),
                               self.stride, padding, self.dilation)  # validates padding now, not at first call
@@ -140,11 +141,7 @@ class ConvTranspose2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, dilation=1,
                  groups=1, bias=True, dtype=np.float32, rng=None):
         super().__init__()
-        self._check_channels(in_channels, out_channels, groups)
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = pair(stride, "stride")
-        self.dilation = pair(dilation, "dilation")
+        self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups)
         self.output_padding = pair(output_padding, "output_padding", minimum=0)
         if isinstance(padding, str):
             raise TypeError(f"ConvTranspose2d: padding must be an int or a tuple; received {padding!r}")
