@@ -1,54 +1,70 @@
-"""Every kernel of the suite (convcore._suite), each contender a separate benchmark in one group."""
+"""Every case of ``convcore._suite``, each contender a separate benchmark in the case's group."""
+
+from __future__ import annotations
+
+import os
 
 import pytest
 
-from convcore import _suite
+from convcore import _suite, bench
 
-from conftest import SELECTED, SMOKE
-
-CONTENDERS = ["cython", "numpy", "torch"]
-
-
-def _params():
-    if SMOKE:
-        conv = [("smoke", op) for op in _suite.CONV_OPS]
-        pool = [("smoke", op) for op in _suite.POOL_OPS]
-        steps = [("full", 4)]
-    else:
-        conv = [(s, op) for s in _suite.CONV_SHAPES if s != "smoke" and (SELECTED is None or s in SELECTED)
-                for op in _suite.CONV_OPS]
-        pool = [(s, op) for s in _suite.POOL_SHAPES if s != "smoke" and (SELECTED is None or s in SELECTED)
-                for op in _suite.POOL_OPS]
-        steps = [(op, 64) for op in _suite.STEP_OPS] if SELECTED is None or "lenet" in SELECTED else []
-    return conv, pool, steps
+CONTENDERS = ("cython", "numpy", "torch")
+SMOKE = os.environ.get("CONVCORE_BENCH_SMOKE") == "1"
+SPECS = _suite.specs(_suite.parse_groups(os.environ.get("CONVCORE_BENCH_CASES")), smoke=SMOKE)
 
 
-CONV, POOL, STEPS = _params()
+def _params(kind: str):
+    return [pytest.param(spec, contender, id=f"{spec.id}-{contender}")
+            for spec in SPECS if spec.kind == kind for contender in CONTENDERS]
 
 
-def _run(benchmark, case, contender):
+_last: dict = {}
+
+
+def _case(spec: _suite.Spec):
+    """The case's inputs, built once for its consecutive contenders (only one case is kept alive)."""
+    if _last.get("spec") != spec:
+        _last.clear()
+        _last["spec"] = spec
+        try:
+            _last["case"] = spec.build()
+        except _suite.Unavailable as exc:
+            _last["case"] = exc
+    case = _last["case"]
+    if isinstance(case, _suite.Unavailable):
+        pytest.skip(f"{spec.name}: {case}")
+    return case
+
+
+def _run(benchmark, spec: _suite.Spec, contender: str) -> None:
+    case = _case(spec)
     fn = case.runners.get(contender)
     if fn is None:
-        pytest.skip(f"{contender} is not installed")
+        pytest.skip(f"{contender} is not installed (or CONVCORE_BENCH_NO_TORCH=1)")
     benchmark.group = case.name
-    benchmark.extra_info["contender"] = contender
-    fn()  # warm-up
+    benchmark.extra_info.update(contender=contender, case=case.name, description=case.description)
+    # The same start for every contender, as in `convcore bench`: back-to-back untimed calls for
+    # 0.15 s (outlasting the previous test's spinning thread pools: OpenBLAS spins ~0.1 s after a
+    # call; lazy initialisation, caches, convcore's workspace, the allocator); one call when disabled.
+    bench._Contender(contender, fn).turn(0, warm=not getattr(benchmark, "disabled", False))
     benchmark(fn)
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is not None and case.flops:
+        benchmark.extra_info["gflops_median"] = case.flops / stats.median / 1e9
+    if stats is not None and case.nbytes:
+        benchmark.extra_info["gbytes_per_s_median"] = case.nbytes / stats.median / 1e9
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
-@pytest.mark.parametrize("shape,op", CONV)
-def test_conv(benchmark, shape, op, contender):
-    _run(benchmark, _suite.conv_case(shape, op), contender)
+@pytest.mark.parametrize(("spec", "contender"), _params("conv"))
+def test_conv(benchmark, spec, contender):
+    _run(benchmark, spec, contender)
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
-@pytest.mark.parametrize("shape,op", POOL)
-def test_pool(benchmark, shape, op, contender):
-    _run(benchmark, _suite.pool_case(shape, op), contender)
+@pytest.mark.parametrize(("spec", "contender"), _params("pool"))
+def test_pool(benchmark, spec, contender):
+    _run(benchmark, spec, contender)
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
-@pytest.mark.parametrize("op,batch", STEPS)
-def test_lenet_step(benchmark, op, batch, contender):
-    _run(benchmark, _suite.step_case(op, batch=batch), contender)
+@pytest.mark.parametrize(("spec", "contender"), _params("step"))
+def test_lenet_step(benchmark, spec, contender):
+    _run(benchmark, spec, contender)

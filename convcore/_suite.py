@@ -1,17 +1,39 @@
-"""The benchmark shape suite, defined once for ``convcore bench`` and ``benchmarks/`` (float32, NCHW).
+"""The benchmark suite, defined once for ``convcore bench`` and ``benchmarks/`` (float32, NCHW).
 
-Each case builds its inputs and returns, per contender ("cython", "numpy", "torch"), a callable
-that runs the operation once. Contenders of one case compute the same thing on the same inputs.
+Cases (issue 5): convolution shapes L1 L2 V1 R1 P1 S1, each as forward, input gradient and weight
+gradient; max-pool shapes A B C, each as forward and backward; the LeNet training step (batch 64,
+SGD with momentum) in full, with both conv layers frozen, and as inference. Every shape also has a
+tiny *smoke* variant with the same kernel size, stride and padding: it checks that the harnesses
+run, not how fast anything is.
+
+A ``Spec`` names a case; ``Spec.build()`` makes the inputs and returns a ``Case``: one callable per
+contender ("cython", "numpy", and "torch" when importable), all computing the same thing on the same
+inputs, plus, for convolutions, the GEMM-ceiling callables and the work done per call.
+
+GEMM ceiling of a convolution case (CKK = C*KH*KW, P = OH*OW; the multiply-adds of one call):
+
+    forward       per image:  Y_n[F, P]    = W[F, CKK]    @ cols_n[CKK, P]     for n < N
+                  batched:    Y[F, N*P]    = W[F, CKK]    @ cols[CKK, N*P]
+    input grad    per image:  dcols_n      = W^T[CKK, F]  @ dY_n[F, P]         (then col2im)
+                  batched:    dcols        = W^T[CKK, F]  @ dY[F, N*P]
+    weight grad   per image:  dW[F, CKK]  += dY_n[F, P]   @ cols_n^T[P, CKK]
+                  batched:    dW[F, CKK]   = dY[F, N*P]   @ cols^T[N*P, CKK]
+
+each a plain ``np.matmul(a, b, out=...)`` on preallocated, C-contiguous operands. The ceiling is
+the faster of the two variants (their medians, measured in the same rounds as the contenders):
+numpy's sgemm alone, with no im2col, col2im, layout copy or allocation around it. A convolution
+reaching 100% of it does all its data movement for free.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-# name: (N, C, H, W, F, K, stride, padding)
+# name: (N, C, H, W, F, K, stride, padding); the smoke twin keeps K, stride and padding.
 CONV_SHAPES = {
     "L1": (64, 1, 28, 28, 32, 5, 1, 2),
     "L2": (64, 32, 14, 14, 64, 5, 1, 2),
@@ -19,31 +41,141 @@ CONV_SHAPES = {
     "R1": (32, 128, 28, 28, 256, 3, 2, 1),
     "P1": (32, 256, 14, 14, 256, 1, 1, 0),
     "S1": (8, 3, 256, 256, 16, 10, 1, 0),
-    "smoke": (2, 3, 9, 9, 4, 3, 1, 1),
 }
-# name: (N, C, H, W, kernel, stride, padding)
+CONV_SMOKE = {
+    "L1": (2, 1, 8, 8, 4, 5, 1, 2),
+    "L2": (2, 4, 6, 6, 4, 5, 1, 2),
+    "V1": (2, 4, 8, 8, 4, 3, 1, 1),
+    "R1": (2, 4, 8, 8, 8, 3, 2, 1),
+    "P1": (2, 8, 5, 5, 8, 1, 1, 0),
+    "S1": (1, 3, 13, 13, 2, 10, 1, 0),
+}
+# name: (N, C, H, W, kernel, stride, padding), max pooling
 POOL_SHAPES = {
     "A": (64, 64, 56, 56, 2, 2, 0),
     "B": (32, 64, 112, 112, 3, 2, 1),
     "C": (64, 32, 28, 28, 2, 2, 0),
-    "smoke": (2, 3, 8, 8, 2, 2, 0),
 }
+POOL_SMOKE = {
+    "A": (2, 2, 8, 8, 2, 2, 0),
+    "B": (2, 2, 9, 9, 3, 2, 1),
+    "C": (2, 2, 6, 6, 2, 2, 0),
+}
+LENET_BATCH, LENET_SMOKE_BATCH = 64, 2
 CONV_OPS = ("fwd", "grad_input", "grad_weight")
 POOL_OPS = ("fwd", "bwd")
 STEP_OPS = ("full", "frozen", "predict")
+GROUPS = (*CONV_SHAPES, *POOL_SHAPES, "lenet")
+GEMM_BOUND = ("L2", "V1", "R1", "P1")   # issue 6: these should reach >= 85% of the GEMM ceiling
+ALIASES = {"conv": tuple(CONV_SHAPES), "pool": tuple(POOL_SHAPES), "all": GROUPS}
+
+
+class Unavailable(Exception):
+    """A case that cannot run here (e.g. the layer API it needs is missing); the message says why."""
+
+
+def parse_groups(text: str | None) -> list[str] | None:
+    """``"L1,v1,pool"`` -> ``["L1", "V1", "A", "B", "C"]`` (suite order); None/empty -> None (all).
+
+    Raises ValueError naming the unknown entries and the valid ones.
+    """
+    if not text:
+        return None
+    by_lower = {g.lower(): (g,) for g in GROUPS} | dict(ALIASES)
+    wanted, unknown = set(), []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        hit = by_lower.get(item.lower())
+        if hit is None:
+            unknown.append(item)
+        else:
+            wanted.update(hit)
+    if unknown or not wanted:
+        raise ValueError(f"unknown case(s) {', '.join(unknown) or repr(text)}; choose from "
+                         f"{', '.join(GROUPS)} (or {', '.join(ALIASES)}, or smoke)")
+    return [g for g in GROUPS if g in wanted]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One case of the suite: ``kind`` ("conv", "pool", "step"), ``group`` (shape name or
+    "lenet"), ``op`` and whether it is the tiny smoke variant."""
+
+    kind: str
+    group: str
+    op: str
+    smoke: bool = False
+
+    @property
+    def name(self) -> str:
+        base = f"{self.group} {self.op}" if self.kind == "step" else f"{self.kind} {self.group} {self.op}"
+        return base + (" (smoke)" if self.smoke else "")
+
+    @property
+    def id(self) -> str:
+        """pytest id, e.g. ``L1-fwd`` or ``L1-fwd-smoke``."""
+        return f"{self.group}-{self.op}" + ("-smoke" if self.smoke else "")
+
+    def build(self, torch: bool = True) -> Case:
+        """Inputs and callables. ``torch=False`` leaves torch out (and does not import it).
+
+        Raises ``Unavailable`` when the case cannot run here (the LeNet step without the layer API).
+        """
+        tm = _torch() if torch else None
+        if self.kind == "conv":
+            return _conv_case(self, tm)
+        if self.kind == "pool":
+            return _pool_case(self, tm)
+        return _step_case(self, tm)
+
+
+def specs(groups=None, smoke: bool = False) -> list[Spec]:
+    """The suite's cases for ``groups`` (names from ``GROUPS``; None = all), in suite order."""
+    groups = GROUPS if groups is None else groups
+    out = []
+    for g in GROUPS:
+        if g not in groups:
+            continue
+        if g in CONV_SHAPES:
+            out += [Spec("conv", g, op, smoke) for op in CONV_OPS]
+        elif g in POOL_SHAPES:
+            out += [Spec("pool", g, op, smoke) for op in POOL_OPS]
+        else:
+            out += [Spec("step", g, op, smoke) for op in STEP_OPS]
+    return out
+
+
+def describe(group: str, smoke: bool = False) -> str:
+    """One line describing a shape group, e.g. ``conv N=64 C=1 28x28 F=32 K=5 pad 2``."""
+    if group in CONV_SHAPES:
+        n, c, h, w, f, k, s, p = (CONV_SMOKE if smoke else CONV_SHAPES)[group]
+        extra = (f" stride {s}" if s != 1 else "") + (f" pad {p}" if p else "")
+        return f"conv N={n} C={c} {h}x{w} F={f} K={k}{extra}"
+    if group in POOL_SHAPES:
+        n, c, h, w, k, s, p = (POOL_SMOKE if smoke else POOL_SHAPES)[group]
+        return f"max pool {k}x{k}/{s}{f' pad {p}' if p else ''} on N={n} C={c} {h}x{w}"
+    batch = LENET_SMOKE_BATCH if smoke else LENET_BATCH
+    return (f"LeNet step, batch {batch} of 1x28x28: conv5x5x32 p2-ReLU-maxpool2-conv5x5x64 p2-ReLU-maxpool2-"
+            "fc128-ReLU-dropout-fc10, SGD momentum 0.9 (full / convs frozen / inference)")
 
 
 @dataclass
 class Case:
-    name: str                       # e.g. "conv L2 grad_input"
-    group: str                      # shape name, e.g. "L2"
-    kind: str                       # "conv", "pool" or "step"
-    flops: float = 0.0              # per call, 0 when not meaningful
-    runners: dict = field(default_factory=dict)   # contender -> callable
-    ceiling: Callable | None = None  # numpy matmul on the same GEMM shapes, for "% of GEMM ceiling"
+    spec: Spec
+    description: str
+    runners: dict[str, Callable] = field(default_factory=dict)    # contender -> run once (returns outputs)
+    ceilings: dict[str, Callable] = field(default_factory=dict)   # GEMM-ceiling variant -> run once
+    flops: float = 0.0    # per call (convolutions), 0 when not meaningful
+    nbytes: float = 0.0   # minimum memory traffic per call (pools), 0 when not meaningful
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 def _torch():
+    """torch, or None when it is not installed (or CONVCORE_BENCH_NO_TORCH=1)."""
+    if os.environ.get("CONVCORE_BENCH_NO_TORCH") == "1":
+        return None
     try:
         import torch
     except ImportError:
@@ -51,7 +183,7 @@ def _torch():
     return torch
 
 
-def _with_backend(backend, fn):
+def _with_backend(backend: str, fn: Callable) -> Callable:
     import convcore
 
     def run():
@@ -61,61 +193,104 @@ def _with_backend(backend, fn):
     return run
 
 
-def conv_case(shape_name: str, op: str, seed: int = 0) -> Case:
-    import convcore.ops as ops
+def _filled(shape, rng) -> np.ndarray:
+    """A float32 GEMM-ceiling operand (values do not matter; filled fast, no denormals)."""
+    a = np.empty(shape, dtype=np.float32)
+    a.reshape(-1, shape[-1])[...] = rng.standard_normal(shape[-1], dtype=np.float32)
+    return a
 
-    n, c, h, w, f, k, s, p = CONV_SHAPES[shape_name]
-    rng = np.random.default_rng(seed)
+
+def _gemm_ceilings(op: str, n: int, f: int, ckk: int, p: int, rng) -> dict[str, Callable]:
+    """The two GEMM variants of the module docstring. The per-image and batched variants view the
+    same buffers (only the multiply-add count and the shapes matter, not the values)."""
+    if op == "fwd":
+        a = _filled((f, ckk), rng)
+        b, out = _filled((n, ckk, p), rng), np.empty((n, f, p), np.float32)
+        b2, out2 = b.reshape(ckk, n * p), out.reshape(f, n * p)
+
+        def per_image():
+            for i in range(n):
+                np.matmul(a, b[i], out=out[i])
+    elif op == "grad_input":
+        a = _filled((ckk, f), rng)
+        b, out = _filled((n, f, p), rng), np.empty((n, ckk, p), np.float32)
+        b2, out2 = b.reshape(f, n * p), out.reshape(ckk, n * p)
+
+        def per_image():
+            for i in range(n):
+                np.matmul(a, b[i], out=out[i])
+    else:
+        a3, b = _filled((n, f, p), rng), _filled((n, p, ckk), rng)
+        out, tmp = np.empty((f, ckk), np.float32), np.empty((f, ckk), np.float32)
+        a, b2, out2 = a3.reshape(f, n * p), b.reshape(n * p, ckk), out
+
+        def per_image():
+            np.matmul(a3[0], b[0], out=out)
+            for i in range(1, n):
+                np.matmul(a3[i], b[i], out=tmp)
+                np.add(out, tmp, out=out)
+
+    def batched():
+        np.matmul(a, b2, out=out2)
+
+    return {"batched": batched, "per-image": per_image}
+
+
+def _conv_case(spec: Spec, torch) -> Case:
+    from convcore import ops
+
+    n, c, h, w, f, k, s, p = (CONV_SMOKE if spec.smoke else CONV_SHAPES)[spec.group]
+    rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, h, w), dtype=np.float32)
     wt = rng.standard_normal((f, c, k, k), dtype=np.float32) * 0.1
     _, _, oh, ow = ops.conv_output_shape(x.shape, wt.shape, s, p)
     gy = rng.standard_normal((n, f, oh, ow), dtype=np.float32)
-    flops = 2.0 * n * f * c * k * k * oh * ow
+    op = spec.op
     if op == "fwd":
-        fn = lambda: ops.conv2d(x, wt, stride=s, padding=p)  # noqa: E731
+        def fn():
+            return ops.conv2d(x, wt, stride=s, padding=p)
     elif op == "grad_input":
-        fn = lambda: ops.conv2d_backward(gy, x, wt, s, p, weight_grad=False, bias_grad=False)  # noqa: E731
+        def fn():
+            return ops.conv2d_backward(gy, x, wt, s, p, input_grad=True, weight_grad=False, bias_grad=False)
     else:
-        fn = lambda: ops.conv2d_backward(gy, x, wt, s, p, input_grad=False, bias_grad=False)  # noqa: E731
-    case = Case(f"conv {shape_name} {op}", shape_name, "conv", flops,
-                {"cython": _with_backend("cython", fn), "numpy": _with_backend("numpy", fn)})
-    # The GEMM ceiling: the same multiply-adds as one numpy matmul on preallocated operands.
-    ckk, cols = c * k * k, n * oh * ow
-    a, b = {"fwd": ((f, ckk), (ckk, cols)), "grad_input": ((ckk, f), (f, cols)),
-            "grad_weight": ((f, cols), (cols, ckk))}[op]
-    ga, gb = rng.standard_normal(a, dtype=np.float32), rng.standard_normal(b, dtype=np.float32)
-    gout = np.empty((a[0], b[1]), dtype=np.float32)
-    case.ceiling = lambda: np.matmul(ga, gb, out=gout)
-    torch = _torch()
+        def fn():
+            return ops.conv2d_backward(gy, x, wt, s, p, input_grad=False, weight_grad=True, bias_grad=False)
+    case = Case(spec, describe(spec.group, spec.smoke),
+                {"cython": _with_backend("cython", fn), "numpy": _with_backend("numpy", fn)},
+                flops=2.0 * n * f * c * k * k * oh * ow)
+    case.ceilings = _gemm_ceilings(op, n, f, c * k * k, oh * ow, rng)
     if torch is not None:
         tx, tw, tg = torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(gy)
-        mask = {"fwd": None, "grad_input": [True, False, False], "grad_weight": [False, True, False]}[op]
-        if mask is None:
+        if op == "fwd":
             case.runners["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, stride=s, padding=p)
-        else:
+        else:  # the same need-based backward convcore runs: only the asked-for gradient
+            mask = [op == "grad_input", op == "grad_weight", False]
             case.runners["torch"] = lambda: torch.ops.aten.convolution_backward(
                 tg, tx, tw, None, [s, s], [p, p], [1, 1], False, [0, 0], 1, mask)
     return case
 
 
-def pool_case(shape_name: str, op: str, seed: int = 0) -> Case:
-    import convcore.ops as ops
+def _pool_case(spec: Spec, torch) -> Case:
+    from convcore import ops
 
-    n, c, h, w, k, s, p = POOL_SHAPES[shape_name]
-    rng = np.random.default_rng(seed)
+    n, c, h, w, k, s, p = (POOL_SMOKE if spec.smoke else POOL_SHAPES)[spec.group]
+    rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, h, w), dtype=np.float32)
     out, idx = ops.max_pool2d(x, k, s, p)
     gy = rng.standard_normal(out.shape, dtype=np.float32)
-    if op == "fwd":
-        fn = lambda: ops.max_pool2d(x, k, s, p)  # noqa: E731
+    if spec.op == "fwd":
+        def fn():
+            return ops.max_pool2d(x, k, s, p)
+        nbytes = x.nbytes + out.nbytes + idx.nbytes            # read x; write values and indices
     else:
-        fn = lambda: ops.max_pool2d_backward(gy, idx, x.shape)  # noqa: E731
-    case = Case(f"pool {shape_name} {op}", shape_name, "pool", 0.0,
-                {"cython": _with_backend("cython", fn), "numpy": _with_backend("numpy", fn)})
-    torch = _torch()
+        def fn():
+            return ops.max_pool2d_backward(gy, idx, x.shape)
+        nbytes = gy.nbytes + idx.nbytes + x.nbytes             # read grads and indices; write dx
+    case = Case(spec, describe(spec.group, spec.smoke),
+                {"cython": _with_backend("cython", fn), "numpy": _with_backend("numpy", fn)}, nbytes=nbytes)
     if torch is not None:
         tx, tg, ti = torch.from_numpy(x), torch.from_numpy(gy), torch.from_numpy(idx)
-        if op == "fwd":
+        if spec.op == "fwd":
             case.runners["torch"] = lambda: torch.nn.functional.max_pool2d(tx, k, s, p, return_indices=True)
         else:
             case.runners["torch"] = lambda: torch.ops.aten.max_pool2d_with_indices_backward(
@@ -123,76 +298,79 @@ def pool_case(shape_name: str, op: str, seed: int = 0) -> Case:
     return case
 
 
-def step_case(op: str, batch: int = 64, seed: int = 0) -> Case:
+_LAYERS = ("Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "Dropout", "Sequential", "CrossEntropyLoss")
+
+
+def _lenet(convcore, rng):
+    """``convcore.models.lenet()`` when it exists, else the same network from ``convcore.nn``."""
+    nn, optim = getattr(convcore, "nn", None), getattr(convcore, "optim", None)
+    missing = [f"nn.{name}" for name in _LAYERS if not hasattr(nn, name)]
+    missing += [] if hasattr(optim, "SGD") else ["optim.SGD"]
+    if missing:
+        raise Unavailable(f"the LeNet step needs convcore.{', convcore.'.join(missing)} (not available yet)")
+    lenet = getattr(getattr(convcore, "models", None), "lenet", None)
+    if lenet is not None:
+        return lenet(rng=rng)
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+
+
+def _step_case(spec: Spec, torch) -> Case:
     """The LeNet training step (SGD with momentum), with the conv layers frozen, or inference."""
     import convcore
-    from convcore import nn
 
-    rng = np.random.default_rng(seed)
+    batch = LENET_SMOKE_BATCH if spec.smoke else LENET_BATCH
+    rng = np.random.default_rng(0)
     x = rng.random((batch, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, batch)
-    model = convcore.models.lenet(rng=seed)
-    if op == "frozen":
-        model[0].freeze()
-        model[3].freeze()
-    opt = convcore.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss = nn.CrossEntropyLoss()
+    model = _lenet(convcore, 0)
+    if spec.op == "frozen":
+        for m in model:
+            if type(m).__name__ == "Conv2d":
+                m.requires_grad_(False)
+    opt = convcore.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=0.01, momentum=0.9)
+    loss = convcore.nn.CrossEntropyLoss()
+    predict = getattr(convcore, "predict", None)
 
     def ours():
-        if op == "predict":
-            return convcore.predict(model, x, batch_size=batch)
+        if spec.op == "predict":
+            if predict is not None:
+                return predict(model, x, batch_size=batch)
+            model.eval()
+            return model(x)
+        model.train()
         opt.zero_grad()
         loss(model(x), y)
         model.backward(loss.backward(), need_input_grad=False)
         opt.step()
+        return None
 
-    case = Case(f"lenet {op}", "lenet", "step", 0.0,
+    case = Case(spec, describe("lenet", spec.smoke),
                 {"cython": _with_backend("cython", ours), "numpy": _with_backend("numpy", ours)})
-    torch = _torch()
     if torch is not None:
         tnn = torch.nn
         tm = tnn.Sequential(tnn.Conv2d(1, 32, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
                             tnn.Conv2d(32, 64, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
                             tnn.Linear(3136, 128), tnn.ReLU(), tnn.Dropout(0.5), tnn.Linear(128, 10))
-        if op == "frozen":
+        if spec.op == "frozen":
             for i in (0, 3):
                 tm[i].requires_grad_(False)
-        topt = torch.optim.SGD([p for p in tm.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+        topt = torch.optim.SGD([q for q in tm.parameters() if q.requires_grad], lr=0.01, momentum=0.9)
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
         tloss = tnn.CrossEntropyLoss()
 
         def theirs():
-            if op == "predict":
+            if spec.op == "predict":
                 tm.eval()
                 with torch.no_grad():
-                    tm(tx)
-                return
+                    return tm(tx)
             tm.train()
             topt.zero_grad()
             tloss(tm(tx), ty).backward()
             topt.step()
+            return None
 
         case.runners["torch"] = theirs
     return case
-
-
-def all_cases(names=None, smoke: bool = False) -> list[Callable[[], Case]]:
-    """Factories (built lazily: big inputs only when the case runs) for the selected cases.
-
-    ``names``: shape names (L1, ..., S1, A, B, C, lenet); None means all. ``smoke``: only the tiny
-    shapes, one case per kernel.
-    """
-    out = []
-    if smoke:
-        return ([lambda op=op: conv_case("smoke", op) for op in CONV_OPS]
-                + [lambda op=op: pool_case("smoke", op) for op in POOL_OPS]
-                + [lambda: step_case("full", batch=4)])
-    for shape in CONV_SHAPES:
-        if shape != "smoke" and (names is None or shape in names):
-            out += [lambda shape=shape, op=op: conv_case(shape, op) for op in CONV_OPS]
-    for shape in POOL_SHAPES:
-        if shape != "smoke" and (names is None or shape in names):
-            out += [lambda shape=shape, op=op: pool_case(shape, op) for op in POOL_OPS]
-    if names is None or "lenet" in names:
-        out += [lambda op=op: step_case(op) for op in STEP_OPS]
-    return out
