@@ -17,7 +17,8 @@ from typing import Iterator
 from . import _numpy_kernels
 
 BACKENDS = ("cython", "numpy")
-_KERNEL_NAMES = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")
+_KERNEL_NAMES = ("im2col", "col2im", "unfold_width", "sum_rows_to_nchw", "max_pool2d", "max_pool2d_backward",
+                 "avg_pool2d", "avg_pool2d_backward")
 
 try:  # a user's broken build must not break ``import convcore``: fall back and say why
     from ._kernels import _conv, _pool
@@ -28,6 +29,8 @@ else:
     _compiled = types.SimpleNamespace(
         im2col=_conv.im2col,
         col2im=_conv.col2im,
+        unfold_width=_conv.unfold_width,
+        sum_rows_to_nchw=_conv.sum_rows_to_nchw,
         max_pool2d=_pool.max_pool2d,
         max_pool2d_backward=_pool.max_pool2d_backward,
         avg_pool2d=_pool.avg_pool2d,

@@ -155,3 +155,18 @@ def avg_pool2d_backward(grad_out, grad_x, kh, kw, sh, sw, pt, pb, pl, pr, count_
         for kj in range(kw):
             acc[:, :, ki : ki + (oh - 1) * sh + 1 : sh, kj : kj + (ow - 1) * sw + 1 : sw] += share
     grad_x[...] = acc[:, :, pt : pt + h, pl : pl + w]
+
+
+def unfold_width(x, low, kw, pt, pl, dw, num_threads=1):
+    m, c, h, w = x.shape
+    hp, ow = low.shape[1], low.shape[3]
+    xp = _padded(x, pt, pl, hp, _extent(ow, kw, 1, dw))
+    win = sliding_window_view(xp, dw * (kw - 1) + 1, axis=3)[:, :, :hp, :ow, ::dw]   # (M, C, HP, OW, KW)
+    _split(low, (c, kw, hp, m, ow))[...] = win.transpose(1, 4, 2, 0, 3)
+
+
+def sum_rows_to_nchw(parts, y, bias, num_threads=1):
+    total = parts.sum(axis=0)                                          # (F, OH, M, OW)
+    if bias is not None:
+        total += bias[:, None, None, None]
+    y[...] = total.transpose(2, 0, 1, 3)

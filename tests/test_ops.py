@@ -110,6 +110,56 @@ def test_conv_chunked_equals_unchunked(cfg, rng, small_workspace):
         np.testing.assert_allclose(a, bb, atol=1e-11)
 
 
+def _width_unfolded_configs():
+    """Stride-1 single-group configurations (the width-unfolded strategy's domain), with padding,
+    asymmetric padding, "same", dilation, tall and wide kernels."""
+    return [c for c in conv_configs(80) if c["s"] == 1 and c["g"] == 1] + [
+        dict(n=5, c=32, f=64, h=14, w=14, k=(5, 5), s=1, p=2, d=1, g=1),   # the suite's L2
+        dict(n=2, c=16, f=8, h=9, w=11, k=(3, 5), s=1, p=(2, 0, 1, 4), d=1, g=1),
+        dict(n=3, c=12, f=20, h=10, w=12, k=(3, 3), s=1, p="same", d=2, g=1),
+    ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("workspace", [None, 4096], ids=["one-chunk", "chunked"])
+def test_width_unfolded_strategy_equals_im2col(backend, workspace, rng, monkeypatch):
+    """Forced onto every stride-1 configuration, the width-unfolded convolution (KH GEMMs on one
+    buffer; the input gradient as a convolution with the flipped kernel) gives im2col's results."""
+    calls = []
+    unfolded = ops._conv_width_unfolded
+    monkeypatch.setattr(ops, "_conv_width_unfolded", lambda *a: calls.append(1) or unfolded(*a))
+    convcore.set_workspace_limit(workspace)
+    try:
+        for cfg in _width_unfolded_configs():
+            x, w, b = make_conv(cfg, np.float64, rng)
+            args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
+            results = {}
+            for rows in (1, 10**9):  # everything unfoldable / nothing
+                monkeypatch.setattr(ops, "_UNFOLD_MIN_ROWS", rows)
+                with convcore.use_backend(backend):
+                    try:
+                        y = ops.conv2d(x, w, b, *args)
+                    except ValueError:
+                        break
+                    gy = np.random.default_rng(0).standard_normal(y.shape)
+                    results[rows] = (y, *ops.conv2d_backward(gy, x, w, *args))
+            if results:
+                for a, bb in zip(results[1], results[10**9]):
+                    np.testing.assert_allclose(a, bb, atol=1e-10, err_msg=str(cfg))
+    finally:
+        convcore.set_workspace_limit(None)
+    assert len(calls) >= 20  # the strategy really ran (forward and input gradient)
+
+
+def test_width_unfolded_strategy_is_chosen_for_l2_shapes(monkeypatch):
+    geo = ops.geometry((64, 32, 14, 14), (5, 5), 1, 2, 1, what="conv2d")
+    assert ops._width_unfoldable(geo, 1, 64)
+    assert not ops._width_unfoldable(geo, 2, 64)                                            # groups
+    assert not ops._width_unfoldable(ops.geometry((64, 32, 14, 14), (5, 5), 2, 2, 1, what="c"), 1, 64)
+    assert not ops._width_unfoldable(ops.geometry((64, 1, 28, 28), (5, 5), 1, 2, 1, what="c"), 1, 32)
+    assert not ops._width_unfoldable(ops.geometry((2, 32, 14, 14), (5, 5), 1, 5, 1, what="c"), 1, 64)
+
+
 def pool_configs(n_random=120):
     cfg = np.random.default_rng(11)
     out = []
