@@ -57,6 +57,21 @@ cdef inline void _max_pool_window(const floating* img, Py_ssize_t H, Py_ssize_t 
     idx[0] = best
 
 
+cdef inline void _max_taps(const floating* src, Py_ssize_t sw, Py_ssize_t nb, int t,
+                           floating* top, int* tap) noexcept nogil:
+    # Column j of the block compares src[j * sw] with its running maximum; inlined with a
+    # literal ``sw`` at the call sites that have one, so the strided loads vectorize.
+    cdef Py_ssize_t j
+    cdef floating val, cur
+    cdef bint take
+    for j in range(nb):
+        val = src[j * sw]
+        cur = top[j]
+        take = (val > cur) | (val != val)
+        top[j] = val if take else cur
+        tap[j] = t if take else tap[j]
+
+
 cdef enum:
     BLOCK = 256      # interior output columns processed per block (stack scratch)
     MAX_TAPS = 64    # windows with more taps take the general path
@@ -73,8 +88,6 @@ cdef inline void _max_pool_plane(const floating* img, floating* out, int64_t* id
     # recording the winning tap number. The select is branch-free (random data makes a branch
     # mispredict half the time) and the loops vectorize. Tap numbers become plane positions last.
     cdef Py_ssize_t oy, ox, ox0, nb, j, iy0, ki, kj, ki0, ki1, lo, hi, end, shift, t
-    cdef floating val, cur
-    cdef bint take
     cdef floating top[BLOCK]
     cdef int tap[BLOCK]
     cdef Py_ssize_t tap_offset[MAX_TAPS]
@@ -113,12 +126,12 @@ cdef inline void _max_pool_plane(const floating* img, floating* out, int64_t* id
                 for kj in range(kw):
                     t = ki * kw + kj
                     src = img + (iy0 + ki * dh) * W + ox0 * sw + kj * dw - pl
-                    for j in range(nb):
-                        val = src[j * sw]
-                        cur = top[j]
-                        take = (val > cur) | (val != val)
-                        top[j] = val if take else cur
-                        tap[j] = <int>t if take else tap[j]
+                    if sw == 2:  # the common 2x2/2 and 3x3/2 pools: a constant stride vectorizes
+                        _max_taps(src, 2, nb, <int>t, top, tap)
+                    elif sw == 1:
+                        _max_taps(src, 1, nb, <int>t, top, tap)
+                    else:
+                        _max_taps(src, sw, nb, <int>t, top, tap)
             for j in range(nb):
                 out[oy * ow + ox0 + j] = top[j]
                 idx[oy * ow + ox0 + j] = iy0 * W + (ox0 + j) * sw - pl + tap_offset[tap[j]]
