@@ -114,7 +114,8 @@ def _extensions():
         "embedsignature": True,
     }
     exts = [
-        Extension(f"convcore._kernels.{name}", [f"convcore/_kernels/{name}.pyx"])
+        Extension(f"convcore._kernels.{name}", [f"convcore/_kernels/{name}.pyx"],
+                  include_dirs=["convcore/_kernels"], depends=["convcore/_kernels/_sgemm.h"])
         for name in KERNELS
     ]
     return cythonize(

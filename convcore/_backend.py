@@ -31,6 +31,10 @@ else:
         col2im=_conv.col2im,
         unfold_width=_conv.unfold_width,
         sum_rows_to_nchw=_conv.sum_rows_to_nchw,
+        # compiled only: the width-unfolded float32 convolution fused with convcore's own GEMM
+        pack_weights=_conv.pack_weights,
+        conv_unfolded=_conv.conv_unfolded,
+        conv_unfolded_grad_weight=_conv.conv_unfolded_grad_weight,
         max_pool2d=_pool.max_pool2d,
         max_pool2d_backward=_pool.max_pool2d_backward,
         avg_pool2d=_pool.avg_pool2d,
@@ -39,6 +43,8 @@ else:
     COMPILED_ERROR = None
 
 COMPILED = _compiled is not None
+# The fused float32 kernels pay off only with the AVX2+FMA micro-kernel; elsewhere BLAS is faster.
+FUSED_SGEMM = COMPILED and _conv.sgemm_kernel() == "avx2"
 _TABLES = {"numpy": _numpy_kernels}
 if _compiled is not None:
     _TABLES["cython"] = _compiled

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _threads, _workspace
+from . import _backend, _threads, _workspace
 from ._backend import get_backend, get_num_threads, kernels
 from ._validation import (
     Geometry,
@@ -207,6 +207,13 @@ def _width_unfoldable(geo: Geometry, groups: int, f: int) -> bool:
             and max(geo.pt, geo.pb) <= geo.dh * (geo.kh - 1) and max(geo.pl, geo.pr) <= geo.dw * (geo.kw - 1))
 
 
+def _fused_sgemm(x) -> bool:
+    """float32 on the compiled backend with the AVX2 micro-kernel: the width-unfolded strategy
+    runs fused, one image at a time through convcore's own GEMM (``_kernels/_sgemm.h``), the
+    images split over convcore's threads; otherwise as unfold_width + numpy matmul + a sum."""
+    return x.dtype == np.float32 and _backend.FUSED_SGEMM and get_backend() == "cython"
+
+
 def _width_chunks(n: int, rows: int, hp: int, ow: int, out_rows: int, itemsize: int):
     """(n0, m) chunks of images whose unfolded input and KH partial outputs fit _CHUNK_BYTES."""
     step = _workspace.chunk_size(n, (rows * hp + out_rows) * ow * itemsize, _CHUNK_BYTES)
@@ -221,6 +228,11 @@ def _conv_width_unfolded(x, wk, bias, kw: int, pt: int, pl: int, dh: int, dw: in
     """
     kh, f, rows = wk.shape
     n, _, oh, ow = y.shape
+    if _fused_sgemm(x):
+        k = kernels()
+        _threads.run_planes(k.conv_unfolded, [x, y], (k.pack_weights(wk), bias, kh, kw, pt, pl, dh, dw),
+                            get_num_threads(), y.size * rows)
+        return
     hp = oh + dh * (kh - 1)
     for n0, m in _width_chunks(n, rows, hp, ow, kh * f * oh, x.itemsize):
         low = _workspace.buffer("cols", (rows, hp, m, ow), x.dtype)
@@ -324,7 +336,11 @@ def _accumulate(acc: np.ndarray, a: np.ndarray, b: np.ndarray, first: bool, part
 
 def _conv_backward_width_unfolded(gy, x, weight, geo: Geometry, gx, gw) -> None:
     f, c, kh, kw = weight.shape
-    if gw is not None:
+    if gw is not None and _fused_sgemm(x):
+        parts = _threads.run_planes(kernels().conv_unfolded_grad_weight, [x, gy],
+                                    (kh, kw, geo.pt, geo.pl, geo.dh, geo.dw), get_num_threads(), gy.size * c * kw)
+        gw[...] = sum(parts).reshape(kh, f, c, kw).transpose(1, 2, 0, 3)
+    elif gw is not None:
         # dW[:, :, ki, :] = dY (F, OH*M*OW) @ (rows ki*dh.. of the unfolded input)^T, per chunk.
         hp, rows, ow = geo.oh + geo.dh * (kh - 1), c * kw, geo.ow
         gwk = np.empty((kh, f, rows), dtype=gy.dtype)

@@ -117,21 +117,24 @@ def _width_unfolded_configs():
         dict(n=5, c=32, f=64, h=14, w=14, k=(5, 5), s=1, p=2, d=1, g=1),   # the suite's L2
         dict(n=2, c=16, f=8, h=9, w=11, k=(3, 5), s=1, p=(2, 0, 1, 4), d=1, g=1),
         dict(n=3, c=12, f=20, h=10, w=12, k=(3, 3), s=1, p="same", d=2, g=1),
+        dict(n=2, c=64, f=7, h=9, w=300, k=(3, 3), s=1, p=1, d=1, g=1),     # many bands of rows per image
     ]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("workspace", [None, 4096], ids=["one-chunk", "chunked"])
-def test_width_unfolded_strategy_equals_im2col(backend, workspace, rng, monkeypatch):
+def test_width_unfolded_strategy_equals_im2col(backend, workspace, dtype, rng, monkeypatch):
     """Forced onto every stride-1 configuration, the width-unfolded convolution (KH GEMMs on one
-    buffer; the input gradient as a convolution with the flipped kernel) gives im2col's results."""
+    buffer; the input gradient as a convolution with the flipped kernel) gives im2col's results.
+    float32 on the compiled backend runs it fused with convcore's own GEMM."""
     calls = []
     unfolded = ops._conv_width_unfolded
     monkeypatch.setattr(ops, "_conv_width_unfolded", lambda *a: calls.append(1) or unfolded(*a))
     convcore.set_workspace_limit(workspace)
     try:
         for cfg in _width_unfolded_configs():
-            x, w, b = make_conv(cfg, np.float64, rng)
+            x, w, b = make_conv(cfg, dtype, rng)
             args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
             results = {}
             for rows in (1, 10**9):  # everything unfoldable / nothing
@@ -141,14 +144,46 @@ def test_width_unfolded_strategy_equals_im2col(backend, workspace, rng, monkeypa
                         y = ops.conv2d(x, w, b, *args)
                     except ValueError:
                         break
-                    gy = np.random.default_rng(0).standard_normal(y.shape)
+                    gy = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
                     results[rows] = (y, *ops.conv2d_backward(gy, x, w, *args))
             if results:
                 for a, bb in zip(results[1], results[10**9]):
-                    np.testing.assert_allclose(a, bb, atol=1e-10, err_msg=str(cfg))
+                    assert a.dtype == dtype
+                    tol = 1e-10 if dtype == np.float64 else 2e-4 * max(1.0, float(np.abs(bb).max()))
+                    np.testing.assert_allclose(a, bb, atol=tol, err_msg=str(cfg))
     finally:
         convcore.set_workspace_limit(None)
     assert len(calls) >= 20  # the strategy really ran (forward and input gradient)
+
+
+@pytest.fixture(params=["best", "portable"])
+def sgemm_kernel(request):
+    """Each micro-kernel of convcore's GEMM in turn (the AVX2 one where this CPU has it)."""
+    from convcore._kernels import _conv
+
+    _conv._select_sgemm_kernel(request.param == "portable")
+    yield _conv
+    _conv._select_sgemm_kernel(False)
+
+
+@pytest.mark.skipif(not convcore._backend.COMPILED, reason="needs the compiled kernels")
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_own_sgemm_matches_numpy(trans_b, accumulate, sgemm_kernel, rng):
+    """convcore's GEMM (both micro-kernels) on edge sizes around its 6x16 tiles and 256-deep
+    blocks, and on the convolutions' shapes."""
+    _conv = sgemm_kernel
+    for m, n, k in [(1, 1, 1), (6, 16, 256), (7, 17, 257), (5, 15, 3), (64, 196, 160), (32, 400, 600),
+                    (13, 385, 31)]:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
+        c0 = rng.standard_normal((m, n), dtype=np.float32)
+        c = c0.copy()
+        _conv.sgemm(a, b, c, trans_b, accumulate)
+        want = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64) + (c0 if accumulate else 0)
+        np.testing.assert_allclose(c, want, atol=1e-4 * np.sqrt(k), rtol=1e-4)
+    with pytest.raises(ValueError, match="do not chain"):
+        _conv.sgemm(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32), np.ones((2, 5), np.float32))
 
 
 def test_width_unfolded_strategy_is_chosen_for_l2_shapes(monkeypatch):

@@ -260,3 +260,170 @@ def sum_rows_to_nchw(const floating[:, :, :, :, ::1] parts,  # IN  (KH, F, OH, M
                     acc[i] += src[i]
             for m in range(M):
                 memcpy(&y[m, f, oy, 0], acc + m * OW, OW * sizeof(floating))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused width-unfolded convolution, float32: one image at a time, its unfolded rows (L2: 160 KB)
+# stay in the core's cache between unfold_width writing them and convcore's own GEMM
+# (_sgemm.h) reading them; the KH GEMMs accumulate straight into the NCHW output. No BLAS call,
+# no output-sized partial buffers, no transpose. Callers split images over threads.
+
+cdef extern from "_sgemm.h" nogil:
+    Py_ssize_t cc_packed_a_size(Py_ssize_t M, Py_ssize_t K)
+    Py_ssize_t cc_packed_b_size()
+    void cc_pack_a(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda, float* Ap)
+    void cc_sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* Ap, const float* B, Py_ssize_t ldb,
+                  int trans_b, float* C, Py_ssize_t ldc, int acc, float* Bp)
+    int cc_sgemm_init(int portable)
+
+_GEMM_KERNEL = cc_sgemm_init(0)
+
+
+def sgemm_kernel():
+    """The micro-kernel convcore's float32 GEMM runs here: "avx2" (AVX2 + FMA) or "portable"."""
+    return "avx2" if _GEMM_KERNEL == 2 else "portable"
+
+
+def _select_sgemm_kernel(bint portable):
+    """Tests only: run the portable micro-kernel (True) or the best for this CPU (False).
+    Process-wide and not thread-safe; returns the kernel now in use."""
+    global _GEMM_KERNEL
+    _GEMM_KERNEL = cc_sgemm_init(portable)
+    return sgemm_kernel()
+
+
+def pack_weights(const float[:, :, ::1] wk):       # IN (KH, F, ROWS): one GEMM's A per kernel row
+    """Pack each kernel row's (F, ROWS) weight matrix for cc_sgemm; returns (KH, packed size)."""
+    cdef Py_ssize_t kh = wk.shape[0], f = wk.shape[1], rows = wk.shape[2], ki
+    cdef float[:, ::1] out = np.empty((kh, cc_packed_a_size(f, rows)), dtype=np.float32)
+    for ki in range(kh):
+        cc_pack_a(f, rows, &wk[ki, 0, 0], rows, &out[ki, 0])
+    return np.asarray(out)
+
+
+cdef enum:
+    BAND_BYTES = 512 * 1024     # unfolded rows of one band of output rows: about a core's L2
+
+
+cdef inline Py_ssize_t _band_rows(Py_ssize_t rows, Py_ssize_t OW, Py_ssize_t reach, Py_ssize_t OH) noexcept nogil:
+    # Output rows per band so the band's unfolded input (its rows plus the kernel's reach) takes
+    # about BAND_BYTES; working memory stays bounded whatever the image size.
+    cdef Py_ssize_t band = BAND_BYTES // (rows * OW * <Py_ssize_t>sizeof(float)) - reach
+    return 1 if band < 1 else (OH if band > OH else band)
+
+
+cdef void _unfold_band(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t kw,
+                       Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t HPB,
+                       Py_ssize_t OW, float* low) noexcept nogil:
+    # unfold_width of padded rows [r0, r0 + HPB) of one image: low (C*KW, HPB, OW).
+    cdef Py_ssize_t r, c
+    for r in range(C * kw):
+        c = r // kw
+        _unfold_width_row(x + c * H * W, low + r * HPB * OW, 1, C * H * W, H, W, HPB, OW, pt - r0,
+                          (r - c * kw) * dw - pl)
+
+
+cdef void _conv_image(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                      const float* apack, Py_ssize_t a_stride, const float* bias,
+                      float* y, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+                      Py_ssize_t band, float* low, float* bpack) noexcept nogil:
+    # One image, band after band of output rows: unfold, then KH GEMMs into y's rows.
+    cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1), P = OH * OW, oy0 = 0, bh, f, p, ki
+    cdef float* yb
+    while oy0 < OH:
+        bh = OH - oy0 if OH - oy0 < band else band
+        yb = y + oy0 * OW
+        _unfold_band(x, C, H, W, kw, pt, pl, dw, oy0, bh + reach, OW, low)
+        if bias != NULL:
+            for f in range(F):
+                for p in range(bh * OW):
+                    yb[f * P + p] = bias[f]
+        for ki in range(kh):
+            cc_sgemm(F, bh * OW, rows, apack + ki * a_stride, low + ki * dh * OW, (bh + reach) * OW, 0,
+                     yb, P, bias != NULL or ki > 0, bpack)
+        oy0 += bh
+
+
+cdef void _grad_weight_image(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             const float* gy, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
+                             Py_ssize_t dw, Py_ssize_t band, float* acc, float* low, float* apack,
+                             float* bpack) noexcept nogil:
+    # acc (KH, F, C*KW) += this image's weight gradient, band after band of output rows.
+    cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1), P = OH * OW, oy0 = 0, bh, ki
+    while oy0 < OH:
+        bh = OH - oy0 if OH - oy0 < band else band
+        _unfold_band(x, C, H, W, kw, pt, pl, dw, oy0, bh + reach, OW, low)
+        cc_pack_a(F, bh * OW, gy + oy0 * OW, P, apack)
+        for ki in range(kh):
+            cc_sgemm(F, rows, bh * OW, apack, low + ki * dh * OW, (bh + reach) * OW, 1,
+                     acc + ki * F * rows, rows, 1, bpack)
+        oy0 += bh
+
+
+def conv_unfolded(const float[:, :, :, ::1] x,     # IN  (N, C, H, W)
+                  float[:, :, :, ::1] y,           # OUT (N, F, OH, OW), stride 1
+                  const float[:, ::1] apack,       # IN  pack_weights of (KH, F, C*KW)
+                  const float[::1] bias,           # IN  (F,) or None
+                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+                  int num_threads):
+    """y = conv2d(x, w) + bias for a stride-1 convolution: per image and band of output rows,
+    unfold_width, then KH GEMMs (kernel row ki reads the unfolded rows from ki*dh on)
+    accumulating into y."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t F = y.shape[1], OH = y.shape[2], OW = y.shape[3]
+    cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1)
+    cdef Py_ssize_t band = _band_rows(rows, OW, reach, OH), low_size = rows * (band + reach) * OW
+    cdef Py_ssize_t i, t
+    cdef const float* b = NULL
+    if bias is not None:
+        b = &bias[0]
+    num_threads = max(1, num_threads)
+    cdef float[:, ::1] scratch = np.empty((num_threads, low_size + cc_packed_b_size()), dtype=np.float32)
+    with nogil:
+        for i in prange(N, num_threads=num_threads, schedule="static"):
+            t = threadid()
+            _conv_image(&x[i, 0, 0, 0], C, H, W, &apack[0, 0], apack.shape[1], b, &y[i, 0, 0, 0], F, OH, OW,
+                        kh, kw, pt, pl, dh, dw, band, &scratch[t, 0], &scratch[t, low_size])
+
+
+def conv_unfolded_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
+                              const float[:, :, :, ::1] gy,   # IN (N, F, OH, OW)
+                              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl,
+                              Py_ssize_t dh, Py_ssize_t dw, int num_threads):
+    """The weight gradient of conv_unfolded over these images, as (KH, F, C*KW): for kernel row
+    ki, the sum over images and bands of dY (F, band positions) @ (unfolded rows from ki*dh)^T."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3]
+    cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1)
+    cdef Py_ssize_t band = _band_rows(rows, OW, reach, OH), low_size = rows * (band + reach) * OW
+    cdef Py_ssize_t a_size = cc_packed_a_size(F, band * OW), i, t
+    num_threads = max(1, num_threads)
+    cdef float[:, ::1] scratch = np.empty((num_threads, low_size + a_size + cc_packed_b_size()),
+                                          dtype=np.float32)
+    acc_arr = np.zeros((num_threads, kh, F, rows), dtype=np.float32)
+    cdef float[:, :, :, ::1] acc = acc_arr
+    with nogil:
+        for i in prange(N, num_threads=num_threads, schedule="static"):
+            t = threadid()
+            _grad_weight_image(&x[i, 0, 0, 0], C, H, W, &gy[i, 0, 0, 0], F, OH, OW, kh, kw, pt, pl, dh, dw,
+                               band, &acc[t, 0, 0, 0], &scratch[t, 0], &scratch[t, low_size],
+                               &scratch[t, low_size + a_size])
+    return acc_arr.sum(axis=0)
+
+
+def sgemm(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c, bint trans_b=False, bint accumulate=False):
+    """c (+)= a @ b, or a @ b.T with ``trans_b``: convcore's own GEMM, exposed for its tests."""
+    cdef Py_ssize_t M = a.shape[0], K = a.shape[1], N = c.shape[1]
+    b_kn = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
+    if b_kn != (K, N) or c.shape[0] != M:
+        raise ValueError(f"sgemm: shapes do not chain: a ({M}, {K}), b ({b.shape[0]}, {b.shape[1]}) "
+                         f"(trans_b={trans_b}), c ({c.shape[0]}, {N})")
+    if M == 0 or N == 0 or K == 0:
+        raise ValueError("sgemm: every dimension must be at least 1")
+    cdef float[::1] ap = np.empty(cc_packed_a_size(M, K), dtype=np.float32)
+    cdef float[::1] bp = np.empty(cc_packed_b_size(), dtype=np.float32)
+    with nogil:
+        cc_pack_a(M, K, &a[0, 0], K, &ap[0])
+        cc_sgemm(M, N, K, &ap[0], &b[0, 0], b.shape[1], trans_b, &c[0, 0], N, accumulate, &bp[0])

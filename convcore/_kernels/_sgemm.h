@@ -1,0 +1,176 @@
+/* convcore's single-precision GEMM, for the convolution kernels of _conv.pyx.
+ *
+ * C[M, N] (+)= A[M, K] @ B[K, N], float32, in the classic blocked design (Goto & van de Geijn;
+ * BLIS): A is packed once into MR-row panels, B into NR-column panels of at most KC rows, and a
+ * 6x16 register-blocked micro-kernel does the multiply-adds (12 AVX2 accumulators, two FMAs per
+ * broadcast of A). The convolution calls it from inside its own per-image loop, one GEMM at a
+ * time per thread, so it is serial and allocation-free: callers pass the packing scratch.
+ *
+ * Why not numpy's BLAS: the convolution's GEMMs are small (per image, L2: 64 x 196 x 160) and
+ * alternate with data movement; fusing them into one per-image pipeline keeps every operand in
+ * the core's cache and needs no second thread pool. Shapes are trusted (validated in Python).
+ *
+ * The AVX2+FMA micro-kernel is compiled with a target attribute and chosen at run time by
+ * cc_sgemm_init(); a portable C micro-kernel does the same arithmetic everywhere else.
+ */
+#ifndef CONVCORE_SGEMM_H
+#define CONVCORE_SGEMM_H
+
+#include <stddef.h>
+
+#define CC_MR 6
+#define CC_NR 16
+#define CC_KC 256
+#define CC_NC 384
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define CC_X86_DISPATCH 1
+#include <immintrin.h>
+#else
+#define CC_X86_DISPATCH 0
+#endif
+
+/* Floats of packed A for an M x K matrix, and of the B packing scratch one GEMM needs. */
+static inline ptrdiff_t cc_packed_a_size(ptrdiff_t M, ptrdiff_t K) {
+    return ((M + CC_MR - 1) / CC_MR) * CC_MR * K;
+}
+static inline ptrdiff_t cc_packed_b_size(void) {
+    return (ptrdiff_t)CC_KC * ((CC_NC + CC_NR - 1) / CC_NR) * CC_NR;
+}
+
+/* Ap[p][k][r] = A[p*MR + r][k] (rows past M are zero): one MR-row panel after another. */
+static void cc_pack_a(ptrdiff_t M, ptrdiff_t K, const float* A, ptrdiff_t lda, float* Ap) {
+    for (ptrdiff_t p = 0; p < M; p += CC_MR) {
+        ptrdiff_t mr = M - p < CC_MR ? M - p : CC_MR;
+        for (ptrdiff_t k = 0; k < K; k++) {
+            for (ptrdiff_t r = 0; r < mr; r++) Ap[k * CC_MR + r] = A[(p + r) * lda + k];
+            for (ptrdiff_t r = mr; r < CC_MR; r++) Ap[k * CC_MR + r] = 0.0f;
+        }
+        Ap += K * CC_MR;
+    }
+}
+
+/* Rows [k0, k0 + kc) and columns [n0, n0 + nc) of B into NR-column panels: Bp[j][k][c] =
+ * B(k0 + k, n0 + j*NR + c), columns past nc zero. B(k, n) is B[k*ldb + n], or B[n*ldb + k]
+ * when ``trans`` (B given as its transpose, row-major). */
+static void cc_pack_b(ptrdiff_t kc, ptrdiff_t nc, const float* B, ptrdiff_t ldb, int trans,
+                      ptrdiff_t k0, ptrdiff_t n0, float* Bp) {
+    for (ptrdiff_t j = 0; j < nc; j += CC_NR) {
+        ptrdiff_t nr = nc - j < CC_NR ? nc - j : CC_NR;
+        if (!trans) {
+            for (ptrdiff_t k = 0; k < kc; k++) {
+                const float* src = B + (k0 + k) * ldb + n0 + j;
+                float* dst = Bp + k * CC_NR;
+                for (ptrdiff_t c = 0; c < nr; c++) dst[c] = src[c];
+                for (ptrdiff_t c = nr; c < CC_NR; c++) dst[c] = 0.0f;
+            }
+        } else {
+            for (ptrdiff_t c = 0; c < CC_NR; c++) {
+                if (c < nr) {
+                    const float* src = B + (n0 + j + c) * ldb + k0;
+                    for (ptrdiff_t k = 0; k < kc; k++) Bp[k * CC_NR + c] = src[k];
+                } else {
+                    for (ptrdiff_t k = 0; k < kc; k++) Bp[k * CC_NR + c] = 0.0f;
+                }
+            }
+        }
+        Bp += kc * CC_NR;
+    }
+}
+
+/* The mr x nr corner of a 6x16 result tile ``t`` into C (added to C when ``acc``). */
+static inline void cc_store_tile(const float* t, float* C, ptrdiff_t ldc, int acc, ptrdiff_t mr, ptrdiff_t nr) {
+    for (ptrdiff_t r = 0; r < mr; r++)
+        for (ptrdiff_t c = 0; c < nr; c++)
+            C[r * ldc + c] = acc ? C[r * ldc + c] + t[r * CC_NR + c] : t[r * CC_NR + c];
+}
+
+typedef void (*cc_ukernel_fn)(ptrdiff_t kc, const float* a, const float* b, float* C, ptrdiff_t ldc,
+                              int acc, ptrdiff_t mr, ptrdiff_t nr);
+
+/* Portable micro-kernel: C[0:mr, 0:nr] (+)= a (kc x MR packed) @ b (kc x NR packed). */
+static void cc_ukernel_portable(ptrdiff_t kc, const float* a, const float* b, float* C, ptrdiff_t ldc,
+                                int acc, ptrdiff_t mr, ptrdiff_t nr) {
+    float t[CC_MR * CC_NR] = {0.0f};
+    for (ptrdiff_t k = 0; k < kc; k++, a += CC_MR, b += CC_NR)
+        for (ptrdiff_t r = 0; r < CC_MR; r++)
+            for (ptrdiff_t c = 0; c < CC_NR; c++) t[r * CC_NR + c] += a[r] * b[c];
+    cc_store_tile(t, C, ldc, acc, mr, nr);
+}
+
+#if CC_X86_DISPATCH
+#define CC_ROW(r, lo, hi) do { __m256 ar = _mm256_broadcast_ss(a + (r)); \
+    lo = _mm256_fmadd_ps(ar, b0, lo); hi = _mm256_fmadd_ps(ar, b1, hi); } while (0)
+#define CC_PUT(r, lo, hi) do { float* cr = C + (r) * ldc; \
+    if (acc) { lo = _mm256_add_ps(lo, _mm256_loadu_ps(cr)); hi = _mm256_add_ps(hi, _mm256_loadu_ps(cr + 8)); } \
+    _mm256_storeu_ps(cr, lo); _mm256_storeu_ps(cr + 8, hi); } while (0)
+
+__attribute__((target("avx2,fma")))
+static void cc_ukernel_avx2(ptrdiff_t kc, const float* a, const float* b, float* C, ptrdiff_t ldc,
+                            int acc, ptrdiff_t mr, ptrdiff_t nr) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps();
+    __m256 c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps();
+    __m256 c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (ptrdiff_t k = 0; k < kc; k++, a += CC_MR, b += CC_NR) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        CC_ROW(0, c00, c01); CC_ROW(1, c10, c11); CC_ROW(2, c20, c21);
+        CC_ROW(3, c30, c31); CC_ROW(4, c40, c41); CC_ROW(5, c50, c51);
+    }
+    if (mr == CC_MR && nr == CC_NR) {
+        CC_PUT(0, c00, c01); CC_PUT(1, c10, c11); CC_PUT(2, c20, c21);
+        CC_PUT(3, c30, c31); CC_PUT(4, c40, c41); CC_PUT(5, c50, c51);
+        return;
+    }
+    float t[CC_MR * CC_NR];
+    _mm256_storeu_ps(t + 0, c00);  _mm256_storeu_ps(t + 8, c01);
+    _mm256_storeu_ps(t + 16, c10); _mm256_storeu_ps(t + 24, c11);
+    _mm256_storeu_ps(t + 32, c20); _mm256_storeu_ps(t + 40, c21);
+    _mm256_storeu_ps(t + 48, c30); _mm256_storeu_ps(t + 56, c31);
+    _mm256_storeu_ps(t + 64, c40); _mm256_storeu_ps(t + 72, c41);
+    _mm256_storeu_ps(t + 80, c50); _mm256_storeu_ps(t + 88, c51);
+    cc_store_tile(t, C, ldc, acc, mr, nr);
+}
+#undef CC_ROW
+#undef CC_PUT
+#endif
+
+static cc_ukernel_fn cc_ukernel = cc_ukernel_portable;
+
+/* Pick the micro-kernel: AVX2+FMA when this CPU has it (returns 2), else (or when
+ * ``portable``, for tests) the portable one (returns 1). */
+static int cc_sgemm_init(int portable) {
+#if CC_X86_DISPATCH
+    __builtin_cpu_init();
+    if (!portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        cc_ukernel = cc_ukernel_avx2;
+        return 2;
+    }
+#endif
+    cc_ukernel = cc_ukernel_portable;
+    return 1;
+}
+
+/* C[M, N] (+ when ``acc``)= A @ B with A packed by cc_pack_a (M x K) and B as cc_pack_b reads
+ * it; ``Bp`` holds cc_packed_b_size() floats. */
+static void cc_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* Ap, const float* B, ptrdiff_t ldb,
+                     int trans_b, float* C, ptrdiff_t ldc, int acc, float* Bp) {
+    for (ptrdiff_t n0 = 0; n0 < N; n0 += CC_NC) {
+        ptrdiff_t nc = N - n0 < CC_NC ? N - n0 : CC_NC;
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += CC_KC) {
+            ptrdiff_t kc = K - k0 < CC_KC ? K - k0 : CC_KC;
+            int add = acc || k0 > 0;
+            cc_pack_b(kc, nc, B, ldb, trans_b, k0, n0, Bp);
+            for (ptrdiff_t j = 0; j < nc; j += CC_NR) {
+                ptrdiff_t nr = nc - j < CC_NR ? nc - j : CC_NR;
+                const float* b = Bp + (j / CC_NR) * kc * CC_NR;
+                for (ptrdiff_t p = 0; p < M; p += CC_MR) {
+                    ptrdiff_t mr = M - p < CC_MR ? M - p : CC_MR;
+                    cc_ukernel(kc, Ap + p * K + k0 * CC_MR, b, C + p * ldc + n0 + j, ldc, add, mr, nr);
+                }
+            }
+        }
+    }
+}
+
+#endif
