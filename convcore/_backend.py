@@ -35,6 +35,7 @@ else:
         pack_weights=_conv.pack_weights,
         conv_unfolded=_conv.conv_unfolded,
         conv_unfolded_grad_weight=_conv.conv_unfolded_grad_weight,
+        sgemm=_conv.sgemm,
         max_pool2d=_pool.max_pool2d,
         max_pool2d_backward=_pool.max_pool2d_backward,
         avg_pool2d=_pool.avg_pool2d,

@@ -180,6 +180,9 @@ _BATCHED_MAX_P = 2048
 # - width-unfolded, for stride-1 convolutions with enough channels: see _conv_width_unfolded.
 #   It copies each input value KW times instead of KH*KW times (L2: 10 MB of columns, not 40 MB).
 _UNFOLD_MIN_ROWS = 32
+# Fused with convcore's own GEMM (float32), it wins from 8 output channels on (L1 forward, 1 -> 32
+# channels: 2.1 ms vs 4.3 ms via im2col and BLAS); its input gradient (32 -> 1) stays on im2col.
+_FUSED_MIN_CHANNELS = 8
 _BAND_BYTES = 2 * 2**20
 # Chunks of the batched path stay this small even when the workspace budget allows more, so the
 # columns are still in cache when the GEMM reads them (measured: 5-20% faster on L1/L2 than 32 MiB).
@@ -199,12 +202,23 @@ def _gemm_dims(weight, geo: Geometry, groups: int):
     return geo.n, f, fg, p, ckk, ckk // groups, weight.reshape(groups, fg, ckk // groups)
 
 
-def _width_unfoldable(geo: Geometry, groups: int, f: int) -> bool:
-    """Stride 1, one group, several kernel rows, and unfolded matrices tall enough for BLAS to run
-    at speed; padding within the kernel's reach so the input gradient is a convolution too."""
-    return (groups == 1 and geo.sh == geo.sw == 1 and geo.kh > 1
-            and min(geo.c, f) * geo.kw >= _UNFOLD_MIN_ROWS
+def _width_geometry(geo: Geometry, groups: int) -> bool:
+    """Stride 1, one group, not pointwise, padding within the kernel's reach (so that the input
+    gradient is a convolution too): the geometry the width-unfolded strategy handles."""
+    return (groups == 1 and geo.sh == geo.sw == 1 and geo.kh * geo.kw > 1
             and max(geo.pt, geo.pb) <= geo.dh * (geo.kh - 1) and max(geo.pl, geo.pr) <= geo.dw * (geo.kw - 1))
+
+
+def _width_unfolded(geo: Geometry, groups: int, x, out_channels: int, in_channels: int) -> bool:
+    """Whether a convolution of ``x`` from ``in_channels`` to ``out_channels`` (the forward, or the
+    input gradient's flipped convolution) takes the width-unfolded strategy. Fused, it needs only
+    enough output channels to fill the GEMM's 6-row tiles; on BLAS, KH > 1 and matrices tall
+    enough for BLAS to run at speed."""
+    if not _width_geometry(geo, groups):
+        return False
+    if _fused_sgemm(x):
+        return out_channels >= _FUSED_MIN_CHANNELS
+    return geo.kh > 1 and min(in_channels, out_channels) * geo.kw >= _UNFOLD_MIN_ROWS
 
 
 def _fused_sgemm(x) -> bool:
@@ -212,6 +226,34 @@ def _fused_sgemm(x) -> bool:
     runs fused, one image at a time through convcore's own GEMM (``_kernels/_sgemm.h``), the
     images split over convcore's threads; otherwise as unfold_width + numpy matmul + a sum."""
     return x.dtype == np.float32 and _backend.FUSED_SGEMM and get_backend() == "cython"
+
+
+def _row_major(m: np.ndarray):
+    """(transposed, array): ``m`` itself when C-contiguous, the C-contiguous array ``m`` is the
+    transpose of, or a contiguous copy."""
+    if m.flags.c_contiguous:
+        return False, m
+    if m.T.flags.c_contiguous:
+        return True, m.T
+    return False, np.ascontiguousarray(m)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D arrays of one float dtype (``a.T`` and ``b.T`` views are fine).
+
+    float32 on the compiled backend runs convcore's own GEMM, single-threaded. That is slower
+    than BLAS on big products, but the layers' products are small (LeNet's widest: 64 x 3136 x
+    128), and a BLAS call leaves OpenBLAS's workers spinning on the cores for the next ~0.1 s,
+    where they slow the convolutions that follow by up to 2x (measured inside a LeNet step).
+    """
+    if not (_fused_sgemm(a) and b.dtype == np.float32 and a.ndim == b.ndim == 2 and a.size and b.size):
+        return a @ b
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: shapes do not chain: a {a.shape}, b {b.shape}")
+    (ta, a0), (tb, b0) = _row_major(a), _row_major(b)
+    c = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+    kernels().sgemm(a0, b0, c, ta, tb, False)
+    return c
 
 
 def _width_chunks(n: int, rows: int, hp: int, ow: int, out_rows: int, itemsize: int):
@@ -247,7 +289,7 @@ def _conv_width_unfolded(x, wk, bias, kw: int, pt: int, pl: int, dh: int, dw: in
 
 def _conv_forward(x, weight, bias, geo: Geometry, groups: int, y: np.ndarray) -> None:
     n, f, fg, p, ckk, ckk_g, w3 = _gemm_dims(weight, geo, groups)
-    if _width_unfoldable(geo, groups, f):
+    if _width_unfolded(geo, groups, x, f, geo.c):
         wk = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(geo.kh, f, geo.c * geo.kw)
         b = None if bias is None else np.ascontiguousarray(bias)
         _conv_width_unfolded(x, wk, b, geo.kw, geo.pt, geo.pl, geo.dh, geo.dw, y)
@@ -334,40 +376,47 @@ def _accumulate(acc: np.ndarray, a: np.ndarray, b: np.ndarray, first: bool, part
         acc += partial
 
 
-def _conv_backward_width_unfolded(gy, x, weight, geo: Geometry, gx, gw) -> None:
-    f, c, kh, kw = weight.shape
-    if gw is not None and _fused_sgemm(x):
+def _grad_weight_width_unfolded(gy, x, geo: Geometry, gw) -> None:
+    f, c, kh, kw = gw.shape
+    if _fused_sgemm(x):
         parts = _threads.run_planes(kernels().conv_unfolded_grad_weight, [x, gy],
                                     (kh, kw, geo.pt, geo.pl, geo.dh, geo.dw), get_num_threads(), gy.size * c * kw)
         gw[...] = sum(parts).reshape(kh, f, c, kw).transpose(1, 2, 0, 3)
-    elif gw is not None:
-        # dW[:, :, ki, :] = dY (F, OH*M*OW) @ (rows ki*dh.. of the unfolded input)^T, per chunk.
-        hp, rows, ow = geo.oh + geo.dh * (kh - 1), c * kw, geo.ow
-        gwk = np.empty((kh, f, rows), dtype=gy.dtype)
-        partial = np.empty((f, rows), dtype=gy.dtype)
-        for n0, m in _width_chunks(geo.n, rows, hp, ow, f * geo.oh, gy.itemsize):
-            low = _workspace.buffer("cols", (rows, hp, m, ow), gy.dtype)
-            kernels().unfold_width(x[n0 : n0 + m], low, kw, geo.pt, geo.pl, geo.dw, _GEMM_ADJACENT_THREADS)
-            low2, span = low.reshape(rows, hp * m * ow), geo.oh * m * ow
-            gy_t = _workspace.buffer("out_t", (f, geo.oh, m, ow), gy.dtype)
-            np.copyto(gy_t, gy[n0 : n0 + m].transpose(1, 2, 0, 3))
-            for ki in range(kh):
-                start = ki * geo.dh * m * ow
-                _accumulate(gwk[ki], gy_t.reshape(f, span), low2[:, start : start + span].T, n0 == 0, partial)
-        gw[...] = gwk.reshape(kh, f, c, kw).transpose(1, 2, 0, 3)
-    if gx is not None:
-        # Stride 1: the input gradient is the convolution of dY with the flipped, transposed
-        # kernel, padded by the kernel's reach minus the forward padding.
-        wk = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(2, 1, 0, 3)).reshape(kh, c, f * kw)
-        _conv_width_unfolded(gy, wk, None, kw, geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl,
-                             geo.dh, geo.dw, gx)
+        return
+    # dW[:, :, ki, :] = dY (F, OH*M*OW) @ (rows ki*dh.. of the unfolded input)^T, per chunk.
+    hp, rows, ow = geo.oh + geo.dh * (kh - 1), c * kw, geo.ow
+    gwk = np.empty((kh, f, rows), dtype=gy.dtype)
+    partial = np.empty((f, rows), dtype=gy.dtype)
+    for n0, m in _width_chunks(geo.n, rows, hp, ow, f * geo.oh, gy.itemsize):
+        low = _workspace.buffer("cols", (rows, hp, m, ow), gy.dtype)
+        kernels().unfold_width(x[n0 : n0 + m], low, kw, geo.pt, geo.pl, geo.dw, _GEMM_ADJACENT_THREADS)
+        low2, span = low.reshape(rows, hp * m * ow), geo.oh * m * ow
+        gy_t = _workspace.buffer("out_t", (f, geo.oh, m, ow), gy.dtype)
+        np.copyto(gy_t, gy[n0 : n0 + m].transpose(1, 2, 0, 3))
+        for ki in range(kh):
+            start = ki * geo.dh * m * ow
+            _accumulate(gwk[ki], gy_t.reshape(f, span), low2[:, start : start + span].T, n0 == 0, partial)
+    gw[...] = gwk.reshape(kh, f, c, kw).transpose(1, 2, 0, 3)
+
+
+def _grad_input_width_unfolded(gy, weight, geo: Geometry, gx) -> None:
+    # Stride 1: the input gradient is the convolution of dY with the flipped, transposed kernel,
+    # padded by the kernel's reach minus the forward padding.
+    f, c, kh, kw = weight.shape
+    wk = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(2, 1, 0, 3)).reshape(kh, c, f * kw)
+    _conv_width_unfolded(gy, wk, None, kw, geo.dh * (kh - 1) - geo.pt, geo.dw * (kw - 1) - geo.pl,
+                         geo.dh, geo.dw, gx)
 
 
 def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     n, f, fg, p, ckk, ckk_g, w3 = _gemm_dims(weight, geo, groups)
-    if _width_unfoldable(geo, groups, f):
-        _conv_backward_width_unfolded(gy, x, weight, geo, gx, gw)
-        return
+    # Fused, the weight gradient's GEMM (F x C*KW, summed over positions) suits any channel count.
+    if gw is not None and (_fused_sgemm(x) and _width_geometry(geo, groups) or _width_unfolded(geo, groups, x, f, geo.c)):
+        _grad_weight_width_unfolded(gy, x, geo, gw)
+        gw = None
+    if gx is not None and _width_unfolded(geo, groups, gy, geo.c, f):
+        _grad_input_width_unfolded(gy, weight, geo, gx)
+        gx = None
     if gx is not None and _is_pointwise(geo):
         np.matmul(w3.transpose(0, 2, 1), gy.reshape(n, groups, fg, p), out=gx.reshape(n, groups, ckk_g, p))
         gx = None  # done: the input gradient needs no col2im

@@ -128,7 +128,7 @@ def test_width_unfolded_strategy_equals_im2col(backend, workspace, dtype, rng, m
     """Forced onto every stride-1 configuration, the width-unfolded convolution (KH GEMMs on one
     buffer; the input gradient as a convolution with the flipped kernel) gives im2col's results.
     float32 on the compiled backend runs it fused with convcore's own GEMM."""
-    calls = []
+    calls, geometry_ok = [], ops._width_geometry
     unfolded = ops._conv_width_unfolded
     monkeypatch.setattr(ops, "_conv_width_unfolded", lambda *a: calls.append(1) or unfolded(*a))
     convcore.set_workspace_limit(workspace)
@@ -137,17 +137,19 @@ def test_width_unfolded_strategy_equals_im2col(backend, workspace, dtype, rng, m
             x, w, b = make_conv(cfg, dtype, rng)
             args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
             results = {}
-            for rows in (1, 10**9):  # everything unfoldable / nothing
-                monkeypatch.setattr(ops, "_UNFOLD_MIN_ROWS", rows)
+            for unfold in (True, False):  # everything the geometry allows / nothing (im2col)
+                monkeypatch.setattr(ops, "_UNFOLD_MIN_ROWS", 1)
+                monkeypatch.setattr(ops, "_FUSED_MIN_CHANNELS", 1)
+                monkeypatch.setattr(ops, "_width_geometry", geometry_ok if unfold else lambda *a: False)
                 with convcore.use_backend(backend):
                     try:
                         y = ops.conv2d(x, w, b, *args)
                     except ValueError:
                         break
                     gy = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
-                    results[rows] = (y, *ops.conv2d_backward(gy, x, w, *args))
+                    results[unfold] = (y, *ops.conv2d_backward(gy, x, w, *args))
             if results:
-                for a, bb in zip(results[1], results[10**9]):
+                for a, bb in zip(results[True], results[False]):
                     assert a.dtype == dtype
                     tol = 1e-10 if dtype == np.float64 else 2e-4 * max(1.0, float(np.abs(bb).max()))
                     np.testing.assert_allclose(a, bb, atol=tol, err_msg=str(cfg))
@@ -167,32 +169,60 @@ def sgemm_kernel(request):
 
 
 @pytest.mark.skipif(not convcore._backend.COMPILED, reason="needs the compiled kernels")
+@pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_own_sgemm_matches_numpy(trans_b, accumulate, sgemm_kernel, rng):
+def test_own_sgemm_matches_numpy(trans_a, trans_b, accumulate, sgemm_kernel, rng):
     """convcore's GEMM (both micro-kernels) on edge sizes around its 6x16 tiles and 256-deep
     blocks, and on the convolutions' shapes."""
     _conv = sgemm_kernel
     for m, n, k in [(1, 1, 1), (6, 16, 256), (7, 17, 257), (5, 15, 3), (64, 196, 160), (32, 400, 600),
                     (13, 385, 31)]:
-        a = rng.standard_normal((m, k), dtype=np.float32)
+        a = rng.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
         b = rng.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
         c0 = rng.standard_normal((m, n), dtype=np.float32)
         c = c0.copy()
-        _conv.sgemm(a, b, c, trans_b, accumulate)
-        want = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64) + (c0 if accumulate else 0)
+        _conv.sgemm(a, b, c, trans_a, trans_b, accumulate)
+        want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+        want += c0 if accumulate else 0
         np.testing.assert_allclose(c, want, atol=1e-4 * np.sqrt(k), rtol=1e-4)
     with pytest.raises(ValueError, match="do not chain"):
         _conv.sgemm(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32), np.ones((2, 5), np.float32))
 
 
-def test_width_unfolded_strategy_is_chosen_for_l2_shapes(monkeypatch):
-    geo = ops.geometry((64, 32, 14, 14), (5, 5), 1, 2, 1, what="conv2d")
-    assert ops._width_unfoldable(geo, 1, 64)
-    assert not ops._width_unfoldable(geo, 2, 64)                                            # groups
-    assert not ops._width_unfoldable(ops.geometry((64, 32, 14, 14), (5, 5), 2, 2, 1, what="c"), 1, 64)
-    assert not ops._width_unfoldable(ops.geometry((64, 1, 28, 28), (5, 5), 1, 2, 1, what="c"), 1, 32)
-    assert not ops._width_unfoldable(ops.geometry((2, 32, 14, 14), (5, 5), 1, 5, 1, what="c"), 1, 64)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_any_layout(backend, dtype, rng):
+    """ops.matmul (the Linear layers' product) on C-ordered, transposed and strided operands."""
+    a = rng.standard_normal((37, 50)).astype(dtype)
+    b = rng.standard_normal((50, 19)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    with convcore.use_backend(backend):
+        for x, y in [(a, b), (a.T.copy().T, b), (a, b.T.copy().T), (a[:, ::1], b[::1, :]), (a[::2], b),
+                     (np.asfortranarray(a), b[:, ::2])]:
+            got = ops.matmul(x, y)
+            assert got.dtype == dtype and got.shape == (x.shape[0], y.shape[1])
+            np.testing.assert_allclose(got, x.astype(np.float64) @ y.astype(np.float64), atol=tol * 10, rtol=tol)
+        with pytest.raises(ValueError, match="shapes do not chain|mismatch"):
+            ops.matmul(a, a)
+
+
+def test_width_unfolded_strategy_is_chosen_where_it_wins():
+    def geo(c, k, s, p):
+        return ops.geometry((64, c, 14, 14), (k, k), s, p, 1, what="conv2d")
+
+    x32, x64 = np.zeros(1, np.float32), np.zeros(1, np.float64)
+    l2 = geo(32, 5, 1, 2)
+    assert ops._width_unfolded(l2, 1, x32, 64, 32) and ops._width_unfolded(l2, 1, x64, 64, 32)
+    assert not ops._width_unfolded(l2, 2, x32, 64, 32)                         # groups
+    assert not ops._width_unfolded(geo(32, 5, 2, 2), 1, x32, 64, 32)          # stride
+    assert not ops._width_unfolded(geo(32, 5, 1, 5), 1, x32, 64, 32)          # padding beyond reach
+    assert not ops._width_unfolded(geo(32, 1, 1, 0), 1, x32, 64, 32)          # pointwise
+    l1 = geo(1, 5, 1, 2)
+    assert not ops._width_unfolded(l1, 1, x64, 32, 1)                         # on BLAS: too thin
+    if convcore._backend.FUSED_SGEMM:
+        assert ops._width_unfolded(l1, 1, x32, 32, 1)                         # fused: wins
+        assert not ops._width_unfolded(l1, 1, x32, 1, 32)                     # ...not for 1 output
 
 
 def pool_configs(n_random=120):

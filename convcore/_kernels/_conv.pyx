@@ -271,7 +271,7 @@ def sum_rows_to_nchw(const floating[:, :, :, :, ::1] parts,  # IN  (KH, F, OH, M
 cdef extern from "_sgemm.h" nogil:
     Py_ssize_t cc_packed_a_size(Py_ssize_t M, Py_ssize_t K)
     Py_ssize_t cc_packed_b_size()
-    void cc_pack_a(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda, float* Ap)
+    void cc_pack_a(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda, int trans, float* Ap)
     void cc_sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* Ap, const float* B, Py_ssize_t ldb,
                   int trans_b, float* C, Py_ssize_t ldc, int acc, float* Bp)
     int cc_sgemm_init(int portable)
@@ -297,7 +297,7 @@ def pack_weights(const float[:, :, ::1] wk):       # IN (KH, F, ROWS): one GEMM'
     cdef Py_ssize_t kh = wk.shape[0], f = wk.shape[1], rows = wk.shape[2], ki
     cdef float[:, ::1] out = np.empty((kh, cc_packed_a_size(f, rows)), dtype=np.float32)
     for ki in range(kh):
-        cc_pack_a(f, rows, &wk[ki, 0, 0], rows, &out[ki, 0])
+        cc_pack_a(f, rows, &wk[ki, 0, 0], rows, 0, &out[ki, 0])
     return np.asarray(out)
 
 
@@ -355,7 +355,7 @@ cdef void _grad_weight_image(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssiz
     while oy0 < OH:
         bh = OH - oy0 if OH - oy0 < band else band
         _unfold_band(x, C, H, W, kw, pt, pl, dw, oy0, bh + reach, OW, low)
-        cc_pack_a(F, bh * OW, gy + oy0 * OW, P, apack)
+        cc_pack_a(F, bh * OW, gy + oy0 * OW, P, 0, apack)
         for ki in range(kh):
             cc_sgemm(F, rows, bh * OW, apack, low + ki * dh * OW, (bh + reach) * OW, 1,
                      acc + ki * F * rows, rows, 1, bpack)
@@ -413,17 +413,21 @@ def conv_unfolded_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
     return acc_arr.sum(axis=0)
 
 
-def sgemm(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c, bint trans_b=False, bint accumulate=False):
-    """c (+)= a @ b, or a @ b.T with ``trans_b``: convcore's own GEMM, exposed for its tests."""
-    cdef Py_ssize_t M = a.shape[0], K = a.shape[1], N = c.shape[1]
+def sgemm(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c, bint trans_a=False, bint trans_b=False,
+          bint accumulate=False):
+    """c (+)= op(a) @ op(b), op transposing when asked (a row-major array given as its transpose):
+    convcore's own GEMM, single-threaded. Every dimension must be at least 1."""
+    cdef Py_ssize_t M = c.shape[0], N = c.shape[1]
+    cdef Py_ssize_t K = a.shape[0] if trans_a else a.shape[1]
+    a_mk = (a.shape[1], a.shape[0]) if trans_a else (a.shape[0], a.shape[1])
     b_kn = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
-    if b_kn != (K, N) or c.shape[0] != M:
-        raise ValueError(f"sgemm: shapes do not chain: a ({M}, {K}), b ({b.shape[0]}, {b.shape[1]}) "
-                         f"(trans_b={trans_b}), c ({c.shape[0]}, {N})")
+    if a_mk != (M, K) or b_kn != (K, N):
+        raise ValueError(f"sgemm: shapes do not chain: a ({a.shape[0]}, {a.shape[1]}) (trans_a={trans_a}), "
+                         f"b ({b.shape[0]}, {b.shape[1]}) (trans_b={trans_b}), c ({M}, {N})")
     if M == 0 or N == 0 or K == 0:
         raise ValueError("sgemm: every dimension must be at least 1")
     cdef float[::1] ap = np.empty(cc_packed_a_size(M, K), dtype=np.float32)
     cdef float[::1] bp = np.empty(cc_packed_b_size(), dtype=np.float32)
     with nogil:
-        cc_pack_a(M, K, &a[0, 0], K, &ap[0])
+        cc_pack_a(M, K, &a[0, 0], a.shape[1], trans_a, &ap[0])
         cc_sgemm(M, N, K, &ap[0], &b[0, 0], b.shape[1], trans_b, &c[0, 0], N, accumulate, &bp[0])

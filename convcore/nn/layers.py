@@ -185,7 +185,7 @@ class Linear(Module):
             raise ValueError(f"Linear: expected input of shape (N, {self.in_features}); received {x.shape}")
         if x.dtype != self.weight.dtype:
             raise TypeError(f"Linear: input dtype {x.dtype} differs from the layer's {self.weight.dtype}")
-        y = x @ self.weight.data.T
+        y = ops.matmul(x, self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data
         self._save(x)
@@ -194,10 +194,10 @@ class Linear(Module):
     def backward(self, grad, need_input_grad=True):
         (x,) = self._saved()
         if self.weight.requires_grad:
-            self.weight.accumulate(grad.T @ x)
+            self.weight.accumulate(ops.matmul(grad.T, x))
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(grad.sum(axis=0))
-        return grad @ self.weight.data if need_input_grad else None
+        return ops.matmul(grad, self.weight.data) if need_input_grad else None
 
     def get_config(self):
         return dict(in_features=self.in_features, out_features=self.out_features, bias=self.bias is not None)
