@@ -118,6 +118,7 @@ def _width_unfolded_configs():
         dict(n=2, c=16, f=8, h=9, w=11, k=(3, 5), s=1, p=(2, 0, 1, 4), d=1, g=1),
         dict(n=3, c=12, f=20, h=10, w=12, k=(3, 3), s=1, p="same", d=2, g=1),
         dict(n=2, c=64, f=7, h=9, w=300, k=(3, 3), s=1, p=1, d=1, g=1),     # many bands of rows per image
+        dict(n=2, c=3, f=13, h=40, w=37, k=(5, 4), s=1, p=2, d=1, g=1),     # long bands: dot-product weight grad
     ]
 
 

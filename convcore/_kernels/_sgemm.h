@@ -139,6 +139,74 @@ static void cc_ukernel_avx2(ptrdiff_t kc, const float* a, const float* b, ptrdif
 #undef CC_PUT
 #endif
 
+/* C[M, N] (+ when ``acc``)= A @ B^T where A (M x K) and B (N x K) are both row-major: every
+ * C entry is a dot product of two contiguous rows. This is the weight gradient's shape (a sum over
+ * output positions, K, which is long, with M and N the channel counts, which may be small): no
+ * packing at all, where the packed GEMM would pack both K-long operands for a handful of
+ * multiply-adds per value (S1: 16 x 30 outputs over 61,009 positions per image). */
+typedef void (*cc_sgemm_nt_fn)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* A, ptrdiff_t lda,
+                               const float* B, ptrdiff_t ldb, float* C, ptrdiff_t ldc, int acc);
+
+static void cc_sgemm_nt_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* A, ptrdiff_t lda,
+                                 const float* B, ptrdiff_t ldb, float* C, ptrdiff_t ldc, int acc) {
+    for (ptrdiff_t m = 0; m < M; m++)
+        for (ptrdiff_t n = 0; n < N; n++) {
+            const float* a = A + m * lda;
+            const float* b = B + n * ldb;
+            float s = 0.0f;
+            for (ptrdiff_t k = 0; k < K; k++) s += a[k] * b[k];
+            C[m * ldc + n] = acc ? C[m * ldc + n] + s : s;
+        }
+}
+
+#if CC_X86_DISPATCH
+__attribute__((target("avx2,fma")))
+static inline float cc_hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* 4 rows of A x 3 rows of B at a time: 12 accumulators, 3 B vectors, one A vector at a time. */
+__attribute__((target("avx2,fma")))
+static void cc_sgemm_nt_avx2(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* A, ptrdiff_t lda,
+                             const float* B, ptrdiff_t ldb, float* C, ptrdiff_t ldc, int acc) {
+    ptrdiff_t k8 = K / 8 * 8;
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += 4) {
+        ptrdiff_t mr = M - m0 < 4 ? M - m0 : 4;
+        const float* a[4];
+        for (int r = 0; r < 4; r++) a[r] = A + (m0 + (r < mr ? r : 0)) * lda;   /* spare rows repeat row 0 */
+        for (ptrdiff_t n0 = 0; n0 < N; n0 += 3) {
+            ptrdiff_t nr = N - n0 < 3 ? N - n0 : 3;
+            const float* b[3];
+            for (int c = 0; c < 3; c++) b[c] = B + (n0 + (c < nr ? c : 0)) * ldb;
+            __m256 s[4][3];
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 3; c++) s[r][c] = _mm256_setzero_ps();
+            for (ptrdiff_t k = 0; k < k8; k += 8) {
+                __m256 b0 = _mm256_loadu_ps(b[0] + k), b1 = _mm256_loadu_ps(b[1] + k), b2 = _mm256_loadu_ps(b[2] + k);
+                for (int r = 0; r < 4; r++) {
+                    __m256 ar = _mm256_loadu_ps(a[r] + k);
+                    s[r][0] = _mm256_fmadd_ps(ar, b0, s[r][0]);
+                    s[r][1] = _mm256_fmadd_ps(ar, b1, s[r][1]);
+                    s[r][2] = _mm256_fmadd_ps(ar, b2, s[r][2]);
+                }
+            }
+            for (ptrdiff_t r = 0; r < mr; r++)
+                for (ptrdiff_t c = 0; c < nr; c++) {
+                    float t = cc_hsum_avx2(s[r][c]);
+                    for (ptrdiff_t k = k8; k < K; k++) t += a[r][k] * b[c][k];
+                    float* out = C + (m0 + r) * ldc + n0 + c;
+                    *out = acc ? *out + t : t;
+                }
+        }
+    }
+}
+#endif
+
+static cc_sgemm_nt_fn cc_sgemm_nt = cc_sgemm_nt_portable;
+
 static cc_ukernel_fn cc_ukernel = cc_ukernel_portable;
 
 /* Pick the micro-kernel: AVX2+FMA when this CPU has it (returns 2), else (or when
@@ -148,10 +216,12 @@ static int cc_sgemm_init(int portable) {
     __builtin_cpu_init();
     if (!portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         cc_ukernel = cc_ukernel_avx2;
+        cc_sgemm_nt = cc_sgemm_nt_avx2;
         return 2;
     }
 #endif
     cc_ukernel = cc_ukernel_portable;
+    cc_sgemm_nt = cc_sgemm_nt_portable;
     return 1;
 }
 
