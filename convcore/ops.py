@@ -183,6 +183,9 @@ _UNFOLD_MIN_ROWS = 32
 # Fused with convcore's own GEMM (float32), it wins from 8 output channels on (L1 forward, 1 -> 32
 # channels: 2.1 ms vs 4.3 ms via im2col and BLAS); its input gradient (32 -> 1) stays on im2col.
 _FUSED_MIN_CHANNELS = 8
+# The fused im2col input gradient's GEMM is C*KH*KW x positions x F: it needs F >= 4 * 8 = 32
+# filters of depth (S1's 16 stay on BLAS: 149 ms there, torch 297).
+_FUSED_GI_DEPTH_FACTOR = 4
 _BAND_BYTES = 2 * 2**20
 # Chunks of the batched path stay this small even when the workspace budget allows more, so the
 # columns are still in cache when the GEMM reads them (measured: 5-20% faster on L1/L2 than 32 MiB).
@@ -226,6 +229,13 @@ def _fused_sgemm(x) -> bool:
     runs fused, one image at a time through convcore's own GEMM (``_kernels/_sgemm.h``), the
     images split over convcore's threads; otherwise as unfold_width + numpy matmul + a sum."""
     return x.dtype == np.float32 and _backend.FUSED_SGEMM and get_backend() == "cython"
+
+
+def _fused_im2col(x, geo: Geometry, groups: int, k_channels: int) -> bool:
+    """The fused im2col strategy (float32, own GEMM; see ``_conv.conv_im2col``) for geometries
+    the width-unfolded one does not take, when the GEMM's rows (forward: output channels) or
+    depth (input gradient: the filters) are enough to fill its tiles."""
+    return _fused_sgemm(x) and groups == 1 and not _is_pointwise(geo) and k_channels >= _FUSED_MIN_CHANNELS
 
 
 def _row_major(m: np.ndarray):
@@ -293,6 +303,12 @@ def _conv_forward(x, weight, bias, geo: Geometry, groups: int, y: np.ndarray) ->
         wk = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(geo.kh, f, geo.c * geo.kw)
         b = None if bias is None else np.ascontiguousarray(bias)
         _conv_width_unfolded(x, wk, b, geo.kw, geo.pt, geo.pl, geo.dh, geo.dw, y)
+        return
+    if _fused_im2col(x, geo, groups, f):
+        k = kernels()
+        b = None if bias is None else np.ascontiguousarray(bias)
+        _threads.run_planes(k.conv_im2col, [x, y], (k.pack_matrix(w3[0]), b, *geo.window), get_num_threads(),
+                            y.size * ckk)
         return
     b3 = None if bias is None else bias.reshape(1, f, 1)
     if _is_pointwise(geo):
@@ -416,6 +432,16 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
         gw = None
     if gx is not None and _width_unfolded(geo, groups, gy, geo.c, f):
         _grad_input_width_unfolded(gy, weight, geo, gx)
+        gx = None
+    if gw is not None and _fused_im2col(x, geo, groups, f):
+        parts = _threads.run_planes(kernels().conv_im2col_grad_weight, [x, gy], geo.window, get_num_threads(),
+                                    gy.size * ckk)
+        gw[...] = sum(parts).reshape(gw.shape)
+        gw = None
+    if gx is not None and _fused_im2col(gy, geo, groups, f // _FUSED_GI_DEPTH_FACTOR):
+        k = kernels()
+        _threads.run_planes(k.conv_im2col_grad_input, [gy, gx], (k.pack_matrix(w3[0], trans=True), *geo.window),
+                            get_num_threads(), gy.size * ckk)
         gx = None
     if gx is not None and _is_pointwise(geo):
         np.matmul(w3.transpose(0, 2, 1), gy.reshape(n, groups, fg, p), out=gx.reshape(n, groups, ckk_g, p))

@@ -129,7 +129,7 @@ def test_width_unfolded_strategy_equals_im2col(backend, workspace, dtype, rng, m
     """Forced onto every stride-1 configuration, the width-unfolded convolution (KH GEMMs on one
     buffer; the input gradient as a convolution with the flipped kernel) gives im2col's results.
     float32 on the compiled backend runs it fused with convcore's own GEMM."""
-    calls, geometry_ok = [], ops._width_geometry
+    calls, geometry_ok, fused_ok = [], ops._width_geometry, ops._fused_sgemm
     unfolded = ops._conv_width_unfolded
     monkeypatch.setattr(ops, "_conv_width_unfolded", lambda *a: calls.append(1) or unfolded(*a))
     convcore.set_workspace_limit(workspace)
@@ -138,10 +138,11 @@ def test_width_unfolded_strategy_equals_im2col(backend, workspace, dtype, rng, m
             x, w, b = make_conv(cfg, dtype, rng)
             args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
             results = {}
-            for unfold in (True, False):  # everything the geometry allows / nothing (im2col)
+            for unfold in (True, False):  # everything the geometry allows / nothing (im2col on BLAS)
                 monkeypatch.setattr(ops, "_UNFOLD_MIN_ROWS", 1)
                 monkeypatch.setattr(ops, "_FUSED_MIN_CHANNELS", 1)
                 monkeypatch.setattr(ops, "_width_geometry", geometry_ok if unfold else lambda *a: False)
+                monkeypatch.setattr(ops, "_fused_sgemm", fused_ok if unfold else lambda *a: False)
                 with convcore.use_backend(backend):
                     try:
                         y = ops.conv2d(x, w, b, *args)
@@ -157,6 +158,38 @@ def test_width_unfolded_strategy_equals_im2col(backend, workspace, dtype, rng, m
     finally:
         convcore.set_workspace_limit(None)
     assert len(calls) >= 20  # the strategy really ran (forward and input gradient)
+
+
+@pytest.mark.skipif(not convcore._backend.FUSED_SGEMM, reason="needs the AVX2 micro-kernel")
+@pytest.mark.parametrize("workspace", [None, 4096], ids=["one-chunk", "chunked"])
+def test_fused_im2col_strategy_equals_blas_im2col(workspace, rng, monkeypatch):
+    """float32: the fused im2col convolution (own GEMM per image and band; strides, dilation,
+    padding, groups fall back) gives the BLAS im2col path's results on the whole grid."""
+    calls, fused_ok, conv_im2col = [], ops._fused_im2col, ops.kernels().conv_im2col
+    monkeypatch.setattr(ops, "_FUSED_GI_DEPTH_FACTOR", 1)
+    monkeypatch.setattr(ops, "_FUSED_MIN_CHANNELS", 1)
+    monkeypatch.setattr(ops, "_width_geometry", lambda *a: False)
+    convcore.set_workspace_limit(workspace)
+    try:
+        for cfg in conv_configs(60) + [dict(n=3, c=16, f=24, h=30, w=29, k=(3, 3), s=2, p=1, d=1, g=1),
+                                       dict(n=2, c=4, f=9, h=70, w=90, k=(4, 3), s=(2, 3), p=2, d=2, g=1)]:
+            x, w, b = make_conv(cfg, np.float32, rng)
+            args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
+            results = {}
+            for fused in (True, False):
+                monkeypatch.setattr(ops, "_fused_im2col", fused_ok if fused else lambda *a: False)
+                try:
+                    y = ops.conv2d(x, w, b, *args)
+                except ValueError:
+                    break
+                gy = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+                results[fused] = (y, *ops.conv2d_backward(gy, x, w, *args))
+                calls.append(fused and cfg["g"] == 1)
+            for a, bb in zip(results.get(True, ()), results.get(False, ())):
+                np.testing.assert_allclose(a, bb, atol=2e-4 * max(1.0, float(np.abs(bb).max())), err_msg=str(cfg))
+    finally:
+        convcore.set_workspace_limit(None)
+    assert sum(calls) >= 30 and conv_im2col is ops.kernels().conv_im2col
 
 
 @pytest.fixture(params=["best", "portable"])

@@ -425,6 +425,152 @@ def conv_unfolded_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
     return acc_arr.sum(axis=0)
 
 
+# Fused im2col convolution, float32, for the geometries the width-unfolded one does not take
+# (strides above 1): per image and band of output rows, im2col into a cache-sized buffer, then
+# one GEMM of K = C*KH*KW; the input gradient's GEMM feeds col2im the same way.
+
+cdef inline Py_ssize_t _im2col_band_rows(Py_ssize_t ckk, Py_ssize_t OW, Py_ssize_t OH) noexcept nogil:
+    cdef Py_ssize_t band = BAND_BYTES // (ckk * OW * <Py_ssize_t>sizeof(float))
+    return 1 if band < 1 else (OH if band > OH else band)
+
+
+cdef void _im2col_band(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, float* cols,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
+                       Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t oy0, Py_ssize_t bh, Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t c, n = bh * OW
+    for c in range(C):
+        _im2col_plane(x + c * H * W, cols + c * kh * kw * n, n, H, W, kh, kw, sh, sw, pt, pl, dh, dw, oy0, bh, OW)
+
+
+cdef void _conv_image_im2col(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, const float* apack,
+                             const float* bias, float* y, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                             Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band, float* cols,
+                             float* bpack) noexcept nogil:
+    cdef Py_ssize_t P = OH * OW, ckk = C * kh * kw, oy0 = 0, bh, n, f, p
+    cdef float* yb
+    while oy0 < OH:
+        bh = OH - oy0 if OH - oy0 < band else band
+        n = bh * OW
+        _im2col_band(x, C, H, W, cols, kh, kw, sh, sw, pt, pl, dh, dw, oy0, bh, OW)
+        yb = y + oy0 * OW
+        if bias != NULL:
+            for f in range(F):
+                for p in range(n):
+                    yb[f * P + p] = bias[f]
+        cc_sgemm(F, n, ckk, apack, cols, n, 0, yb, P, bias != NULL, bpack)
+        oy0 += bh
+
+
+cdef void _grad_input_image_im2col(const float* gy, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+                                   const float* apack, float* gx, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                                   Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band, float* cols,
+                                   float* bpack) noexcept nogil:
+    cdef Py_ssize_t P = OH * OW, ckk = C * kh * kw, oy0 = 0, bh, n, c
+    while oy0 < OH:
+        bh = OH - oy0 if OH - oy0 < band else band
+        n = bh * OW
+        cc_sgemm(ckk, n, F, apack, gy + oy0 * OW, P, 0, cols, n, 0, bpack)
+        for c in range(C):   # the first band overwrites each plane, later bands add to it
+            _col2im_plane(cols + c * kh * kw * n, n, gx + c * H * W, H, W, kh, kw, sh, sw, pt, pl, dh, dw,
+                          oy0, bh, OW, oy0 > 0)
+        oy0 += bh
+
+
+cdef void _grad_weight_image_im2col(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                                    const float* gy, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+                                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                                    Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band, float* acc,
+                                    float* cols, float* apack, float* bpack) noexcept nogil:
+    # acc (F, C*KH*KW) += this image's weight gradient (dot products for long bands, as above).
+    cdef Py_ssize_t P = OH * OW, ckk = C * kh * kw, oy0 = 0, bh, n
+    while oy0 < OH:
+        bh = OH - oy0 if OH - oy0 < band else band
+        n = bh * OW
+        _im2col_band(x, C, H, W, cols, kh, kw, sh, sw, pt, pl, dh, dw, oy0, bh, OW)
+        if n >= DOT_MIN_POSITIONS:
+            cc_sgemm_nt(F, ckk, n, gy + oy0 * OW, P, cols, n, acc, ckk, 1)
+        else:
+            cc_pack_a(F, n, gy + oy0 * OW, P, 0, apack)
+            cc_sgemm(F, ckk, n, apack, cols, n, 1, acc, ckk, 1, bpack)
+        oy0 += bh
+
+
+def conv_im2col(const float[:, :, :, ::1] x,     # IN  (N, C, H, W)
+                float[:, :, :, ::1] y,           # OUT (N, F, OH, OW)
+                const float[::1] apack,          # IN  the weight (F, C*KH*KW), cc_pack_a'ed
+                const float[::1] bias,           # IN  (F,) or None
+                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
+                Py_ssize_t dh, Py_ssize_t dw, int num_threads):
+    """y = conv2d(x, w) + bias, per image and band of output rows: im2col, then one GEMM."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t F = y.shape[1], OH = y.shape[2], OW = y.shape[3], P = OH * OW, ckk = C * kh * kw
+    cdef Py_ssize_t band = _im2col_band_rows(ckk, OW, OH), cols_size = ckk * band * OW
+    cdef Py_ssize_t i, t
+    cdef const float* b = NULL
+    if bias is not None:
+        b = &bias[0]
+    num_threads = max(1, num_threads)
+    cdef float[:, ::1] scratch = np.empty((num_threads, cols_size + cc_packed_b_size()), dtype=np.float32)
+    with nogil:
+        for i in prange(N, num_threads=num_threads, schedule="static"):
+            t = threadid()
+            _conv_image_im2col(&x[i, 0, 0, 0], C, H, W, &apack[0], b, &y[i, 0, 0, 0], F, OH, OW,
+                               kh, kw, sh, sw, pt, pl, dh, dw, band, &scratch[t, 0], &scratch[t, cols_size])
+
+
+def conv_im2col_grad_input(const float[:, :, :, ::1] gy,   # IN  (N, F, OH, OW)
+                           float[:, :, :, ::1] gx,         # OUT (N, C, H, W), overwritten
+                           const float[::1] apack,         # IN  the weight's transpose (C*KH*KW, F), packed
+                           Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                           Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, int num_threads):
+    """Input gradient per image and band: dcols = W^T @ dY, then col2im (bands accumulate)."""
+    cdef Py_ssize_t N = gx.shape[0], C = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
+    cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3], P = OH * OW, ckk = C * kh * kw
+    cdef Py_ssize_t band = _im2col_band_rows(ckk, OW, OH), cols_size = ckk * band * OW
+    cdef Py_ssize_t i, t
+    num_threads = max(1, num_threads)
+    cdef float[:, ::1] scratch = np.empty((num_threads, cols_size + cc_packed_b_size()), dtype=np.float32)
+    with nogil:
+        for i in prange(N, num_threads=num_threads, schedule="static"):
+            t = threadid()
+            _grad_input_image_im2col(&gy[i, 0, 0, 0], F, OH, OW, &apack[0], &gx[i, 0, 0, 0], C, H, W,
+                                     kh, kw, sh, sw, pt, pl, dh, dw, band, &scratch[t, 0], &scratch[t, cols_size])
+
+
+def conv_im2col_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
+                            const float[:, :, :, ::1] gy,   # IN (N, F, OH, OW)
+                            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                            Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, int num_threads):
+    """The weight gradient (F, C*KH*KW) over these images: per band, dY_band @ cols^T."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3], P = OH * OW, ckk = C * kh * kw
+    cdef Py_ssize_t band = _im2col_band_rows(ckk, OW, OH), cols_size = ckk * band * OW
+    cdef Py_ssize_t a_size = cc_packed_a_size(F, band * OW), i, t
+    num_threads = max(1, num_threads)
+    cdef float[:, ::1] scratch = np.empty((num_threads, cols_size + a_size + cc_packed_b_size()),
+                                          dtype=np.float32)
+    acc_arr = np.zeros((num_threads, F, ckk), dtype=np.float32)
+    cdef float[:, :, ::1] acc = acc_arr
+    with nogil:
+        for i in prange(N, num_threads=num_threads, schedule="static"):
+            t = threadid()
+            _grad_weight_image_im2col(&x[i, 0, 0, 0], C, H, W, &gy[i, 0, 0, 0], F, OH, OW,
+                                      kh, kw, sh, sw, pt, pl, dh, dw, band, &acc[t, 0, 0],
+                                      &scratch[t, 0], &scratch[t, cols_size], &scratch[t, cols_size + a_size])
+    return acc_arr.sum(axis=0)
+
+
+def pack_matrix(const float[:, ::1] a, bint trans=False):
+    """cc_pack_a of ``a`` (M, K), or of ``a.T`` given ``a`` (K, M) with ``trans``."""
+    cdef Py_ssize_t m = a.shape[1] if trans else a.shape[0], k = a.shape[0] if trans else a.shape[1]
+    cdef float[::1] out = np.empty(cc_packed_a_size(m, k), dtype=np.float32)
+    if m and k:
+        cc_pack_a(m, k, &a[0, 0], a.shape[1], trans, &out[0])
+    return np.asarray(out)
+
+
 def sgemm(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c, bint trans_a=False, bint trans_b=False,
           bint accumulate=False):
     """c (+)= op(a) @ op(b), op transposing when asked (a row-major array given as its transpose):
