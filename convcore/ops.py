@@ -233,9 +233,10 @@ def _fused_sgemm(x) -> bool:
 
 def _fused_im2col(x, geo: Geometry, groups: int, k_channels: int) -> bool:
     """The fused im2col strategy (float32, own GEMM; see ``_conv.conv_im2col``) for geometries
-    the width-unfolded one does not take, when the GEMM's rows (forward: output channels) or
-    depth (input gradient: the filters) are enough to fill its tiles."""
-    return _fused_sgemm(x) and groups == 1 and not _is_pointwise(geo) and k_channels >= _FUSED_MIN_CHANNELS
+    the width-unfolded one does not take (strides > 1, pointwise), when the GEMM's rows (forward:
+    output channels) or depth (input gradient: the filters) are enough to fill its tiles. It
+    keeps float32 convolutions off BLAS entirely: see ``matmul`` for why that matters."""
+    return _fused_sgemm(x) and groups == 1 and k_channels >= _FUSED_MIN_CHANNELS
 
 
 def _row_major(m: np.ndarray):
