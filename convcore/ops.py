@@ -183,9 +183,6 @@ _UNFOLD_MIN_ROWS = 32
 # Fused with convcore's own GEMM (float32), it wins from 8 output channels on (L1 forward, 1 -> 32
 # channels: 2.1 ms vs 4.3 ms via im2col and BLAS); its input gradient (32 -> 1) stays on im2col.
 _FUSED_MIN_CHANNELS = 8
-# The fused im2col input gradient's GEMM is C*KH*KW x positions x F: it needs F >= 4 * 8 = 32
-# filters of depth (S1's 16 stay on BLAS: 149 ms there, torch 297).
-_FUSED_GI_DEPTH_FACTOR = 4
 _BAND_BYTES = 2 * 2**20
 # Chunks of the batched path stay this small even when the workspace budget allows more, so the
 # columns are still in cache when the GEMM reads them (measured: 5-20% faster on L1/L2 than 32 MiB).
@@ -236,7 +233,7 @@ def _fused_im2col(x, geo: Geometry, groups: int, k_channels: int) -> bool:
     the width-unfolded one does not take (strides > 1, pointwise), when the GEMM's rows (forward:
     output channels) or depth (input gradient: the filters) are enough to fill its tiles. It
     keeps float32 convolutions off BLAS entirely: see ``matmul`` for why that matters."""
-    return _fused_sgemm(x) and groups == 1 and k_channels >= _FUSED_MIN_CHANNELS
+    return _fused_sgemm(x) and groups == 1 and not _is_pointwise(geo) and k_channels >= _FUSED_MIN_CHANNELS
 
 
 def _row_major(m: np.ndarray):
@@ -439,7 +436,8 @@ def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
                                     gy.size * ckk)
         gw[...] = sum(parts).reshape(gw.shape)
         gw = None
-    if gx is not None and _fused_im2col(gy, geo, groups, f // _FUSED_GI_DEPTH_FACTOR):
+    # (S1, whose 16 filters make a 16-deep GEMM: 71 ms fused, 230 ms as BLAS GEMM + col2im.)
+    if gx is not None and _fused_im2col(gy, geo, groups, f):
         k = kernels()
         _threads.run_planes(k.conv_im2col_grad_input, [gy, gx], (k.pack_matrix(w3[0], trans=True), *geo.window),
                             get_num_threads(), gy.size * ckk)

@@ -166,7 +166,6 @@ def test_fused_im2col_strategy_equals_blas_im2col(workspace, rng, monkeypatch):
     """float32: the fused im2col convolution (own GEMM per image and band; strides, dilation,
     padding, groups fall back) gives the BLAS im2col path's results on the whole grid."""
     calls, fused_ok, conv_im2col = [], ops._fused_im2col, ops.kernels().conv_im2col
-    monkeypatch.setattr(ops, "_FUSED_GI_DEPTH_FACTOR", 1)
     monkeypatch.setattr(ops, "_FUSED_MIN_CHANNELS", 1)
     monkeypatch.setattr(ops, "_width_geometry", lambda *a: False)
     convcore.set_workspace_limit(workspace)
