@@ -168,8 +168,23 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> n
     return y
 
 
-# Three strategies, chosen by shape:
+# Strategies, chosen by dtype, backend and shape.
+#
+# float32 on the compiled backend (with the AVX2 micro-kernel) runs FUSED with convcore's own GEMM
+# (_kernels/_sgemm.h), one image and one band of output rows at a time, images split over
+# convcore's threads; no BLAS call (see ``matmul`` for why that matters):
+# - width-unfolded (stride 1): the band's input unfolded along the width only, each value copied
+#   KW times instead of KH*KW (L2: 10 MB of columns, not 40 MB); KH GEMMs on row-shifted views of
+#   it accumulate into the output. The input gradient is the convolution of dY with the flipped
+#   kernel. From _FUSED_MIN_CHANNELS output channels on (L1's forward, 1 -> 32 channels: 2.1 ms,
+#   4.3 ms via im2col and BLAS; its input gradient, 32 -> 1, takes fused im2col).
+# - fused im2col (other strides): im2col of the band, one GEMM; the input gradient's GEMM
+#   feeds col2im.
+#
+# Everything else (float64, the NumPy backend, groups, pointwise) uses numpy's BLAS:
 # - pointwise (1x1, stride 1, no padding): the input is the column matrix; no im2col, no col2im.
+# - width-unfolded on BLAS, for stride-1 convolutions with enough channels (_UNFOLD_MIN_ROWS):
+#   one buffer for a chunk of images, KH GEMMs into partial outputs, summed in one NCHW pass.
 # - batched, for few output positions P = OH*OW: columns of a chunk of images laid out
 #   (C*KH*KW, m, P) and ONE GEMM per group over all m*P columns, then one output-sized transpose
 #   copy (which also adds the bias). Per-image GEMMs would be too thin for BLAS to run at speed.
@@ -177,11 +192,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> n
 #   band (about _BAND_BYTES) stay in cache between im2col writing them and the GEMM reading them;
 #   the GEMM writes its band of the NCHW output in place. Columns never make the trip to memory.
 _BATCHED_MAX_P = 2048
-# - width-unfolded, for stride-1 convolutions with enough channels: see _conv_width_unfolded.
-#   It copies each input value KW times instead of KH*KW times (L2: 10 MB of columns, not 40 MB).
 _UNFOLD_MIN_ROWS = 32
-# Fused with convcore's own GEMM (float32), it wins from 8 output channels on (L1 forward, 1 -> 32
-# channels: 2.1 ms vs 4.3 ms via im2col and BLAS); its input gradient (32 -> 1) stays on im2col.
 _FUSED_MIN_CHANNELS = 8
 _BAND_BYTES = 2 * 2**20
 # Chunks of the batched path stay this small even when the workspace budget allows more, so the
@@ -425,7 +436,8 @@ def _grad_input_width_unfolded(gy, weight, geo: Geometry, gx) -> None:
 def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     n, f, fg, p, ckk, ckk_g, w3 = _gemm_dims(weight, geo, groups)
     # Fused, the weight gradient's GEMM (F x C*KW, summed over positions) suits any channel count.
-    if gw is not None and (_fused_sgemm(x) and _width_geometry(geo, groups) or _width_unfolded(geo, groups, x, f, geo.c)):
+    fused_width_gw = _fused_sgemm(x) and _width_geometry(geo, groups)
+    if gw is not None and (fused_width_gw or _width_unfolded(geo, groups, x, f, geo.c)):
         _grad_weight_width_unfolded(gy, x, geo, gw)
         gw = None
     if gx is not None and _width_unfolded(geo, groups, gy, geo.c, f):

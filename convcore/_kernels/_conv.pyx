@@ -263,10 +263,11 @@ def sum_rows_to_nchw(const floating[:, :, :, :, ::1] parts,  # IN  (KH, F, OH, M
 
 
 # ---------------------------------------------------------------------------------------------
-# Fused width-unfolded convolution, float32: one image at a time, its unfolded rows (L2: 160 KB)
-# stay in the core's cache between unfold_width writing them and convcore's own GEMM
-# (_sgemm.h) reading them; the KH GEMMs accumulate straight into the NCHW output. No BLAS call,
-# no output-sized partial buffers, no transpose. Callers split images over threads.
+# Fused width-unfolded convolution, float32: one image and one band of output rows at a time,
+# the band's unfolded rows (L2: 160 KB) stay in the core's cache between unfold_width writing them
+# and convcore's own GEMM (_sgemm.h) reading them; the KH GEMMs accumulate straight into the NCHW
+# output. No BLAS call, no output-sized partial buffers, no transpose. Callers split images over
+# threads (each call allocates its own scratch, so concurrent calls never share it).
 
 cdef extern from "_sgemm.h" nogil:
     Py_ssize_t cc_packed_a_size(Py_ssize_t M, Py_ssize_t K)
