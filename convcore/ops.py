@@ -436,8 +436,9 @@ def _grad_input_width_unfolded(gy, weight, geo: Geometry, gx) -> None:
 def _conv_backward(gy, x, weight, geo: Geometry, groups: int, gx, gw) -> None:
     n, f, fg, p, ckk, ckk_g, w3 = _gemm_dims(weight, geo, groups)
     # Fused, the weight gradient's GEMM (F x C*KW, summed over positions) suits any channel count.
-    fused_width_gw = _fused_sgemm(x) and _width_geometry(geo, groups)
-    if gw is not None and (fused_width_gw or _width_unfolded(geo, groups, x, f, geo.c)):
+    # (``x`` is None when only the input gradient is asked for.)
+    if gw is not None and (_fused_sgemm(x) and _width_geometry(geo, groups)
+                           or _width_unfolded(geo, groups, x, f, geo.c)):
         _grad_weight_width_unfolded(gy, x, geo, gw)
         gw = None
     if gx is not None and _width_unfolded(geo, groups, gy, geo.c, f):
