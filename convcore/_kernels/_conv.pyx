@@ -430,11 +430,6 @@ def conv_unfolded_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
 # (strides above 1): per image and band of output rows, im2col into a cache-sized buffer, then
 # one GEMM of K = C*KH*KW; the input gradient's GEMM feeds col2im the same way.
 
-cdef inline Py_ssize_t _im2col_band_rows(Py_ssize_t ckk, Py_ssize_t OW, Py_ssize_t OH) noexcept nogil:
-    cdef Py_ssize_t band = BAND_BYTES // (ckk * OW * <Py_ssize_t>sizeof(float))
-    return 1 if band < 1 else (OH if band > OH else band)
-
-
 cdef void _im2col_band(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, float* cols,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
                        Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t oy0, Py_ssize_t bh, Py_ssize_t OW) noexcept nogil:
@@ -507,7 +502,7 @@ def conv_im2col(const float[:, :, :, ::1] x,     # IN  (N, C, H, W)
     """y = conv2d(x, w) + bias, per image and band of output rows: im2col, then one GEMM."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = y.shape[1], OH = y.shape[2], OW = y.shape[3], P = OH * OW, ckk = C * kh * kw
-    cdef Py_ssize_t band = _im2col_band_rows(ckk, OW, OH), cols_size = ckk * band * OW
+    cdef Py_ssize_t band = _band_rows(ckk, OW, 0, OH), cols_size = ckk * band * OW
     cdef Py_ssize_t i, t
     cdef const float* b = NULL
     if bias is not None:
@@ -529,7 +524,7 @@ def conv_im2col_grad_input(const float[:, :, :, ::1] gy,   # IN  (N, F, OH, OW)
     """Input gradient per image and band: dcols = W^T @ dY, then col2im (bands accumulate)."""
     cdef Py_ssize_t N = gx.shape[0], C = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
     cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3], P = OH * OW, ckk = C * kh * kw
-    cdef Py_ssize_t band = _im2col_band_rows(ckk, OW, OH), cols_size = ckk * band * OW
+    cdef Py_ssize_t band = _band_rows(ckk, OW, 0, OH), cols_size = ckk * band * OW
     cdef Py_ssize_t i, t
     num_threads = max(1, num_threads)
     cdef float[:, ::1] scratch = np.empty((num_threads, cols_size + cc_packed_b_size()), dtype=np.float32)
@@ -547,7 +542,7 @@ def conv_im2col_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
     """The weight gradient (F, C*KH*KW) over these images: per band, dY_band @ cols^T."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3], P = OH * OW, ckk = C * kh * kw
-    cdef Py_ssize_t band = _im2col_band_rows(ckk, OW, OH), cols_size = ckk * band * OW
+    cdef Py_ssize_t band = _band_rows(ckk, OW, 0, OH), cols_size = ckk * band * OW
     cdef Py_ssize_t a_size = cc_packed_a_size(F, band * OW), i, t
     num_threads = max(1, num_threads)
     cdef float[:, ::1] scratch = np.empty((num_threads, cols_size + a_size + cc_packed_b_size()),
