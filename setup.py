@@ -25,7 +25,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["_conv", "_pool"]
+KERNELS = ["_conv", "_pool", "_elementwise"]
 
 _OPENMP_PROBE = r"""
 #include <omp.h>

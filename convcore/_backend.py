@@ -18,10 +18,10 @@ from . import _numpy_kernels
 
 BACKENDS = ("cython", "numpy")
 _KERNEL_NAMES = ("im2col", "col2im", "unfold_width", "sum_rows_to_nchw", "max_pool2d", "max_pool2d_backward",
-                 "avg_pool2d", "avg_pool2d_backward")
+                 "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward")
 
 try:  # a user's broken build must not break ``import convcore``: fall back and say why
-    from ._kernels import _conv, _pool
+    from ._kernels import _conv, _elementwise, _pool
 except ImportError as exc:  # pragma: no cover - exercised only without a built extension
     _compiled = None
     COMPILED_ERROR: str | None = f"{type(exc).__name__}: {exc}"
@@ -44,6 +44,8 @@ else:
         max_pool2d_backward=_pool.max_pool2d_backward,
         avg_pool2d=_pool.avg_pool2d,
         avg_pool2d_backward=_pool.avg_pool2d_backward,
+        relu=_elementwise.relu,
+        relu_backward=_elementwise.relu_backward,
     )
     COMPILED_ERROR = None
 

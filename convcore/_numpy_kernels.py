@@ -170,3 +170,11 @@ def sum_rows_to_nchw(parts, y, bias, num_threads=1):
     if bias is not None:
         total += bias[:, None, None, None]
     y[...] = total.transpose(2, 0, 1, 3)
+
+
+def relu(x, out, num_threads=1):
+    np.maximum(x, 0, out=out)
+
+
+def relu_backward(grad, y, out, num_threads=1):
+    np.multiply(grad, y > 0, out=out)

@@ -585,3 +585,25 @@ def test_same_padding_keeps_ceil_size_for_any_stride(rng):
         for k in (1, 2, 3, 4):
             y = ops.conv2d(x, np.ones((1, 1, k, k)), stride=s, padding="same")
             assert y.shape[2:] == (-(-11 // s), -(-10 // s))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_and_its_gradient(backend, dtype, rng):
+    x = rng.standard_normal((3, 5, 70, 90)).astype(dtype)   # large enough to split over threads
+    x.flat[:4] = [np.nan, -0.0, np.inf, -np.inf]
+    g = rng.standard_normal(x.shape).astype(dtype)
+    g.flat[5] = np.nan
+    with convcore.use_backend(backend):
+        y = ops.relu(x[:, :, ::-1])                            # non-contiguous input
+        np.testing.assert_array_equal(y, np.maximum(x[:, :, ::-1], 0))
+        y = ops.relu(x)
+        assert y.dtype == dtype and np.isnan(y.flat[0]) and y.flat[1] == 0 and np.signbit(y.flat[1]) == 0
+        np.testing.assert_array_equal(ops.relu_backward(g, y), g * (y > 0))
+        assert ops.relu(np.zeros((0, 3), dtype)).shape == (0, 3)
+        with pytest.raises(ValueError, match="grad_out"):
+            ops.relu_backward(g[:1], y)
+        with pytest.raises(TypeError, match="dtype"):
+            ops.relu(np.zeros(3, np.int32))
+        with pytest.raises(TypeError, match="same dtype"):
+            ops.relu_backward(g.astype(np.float32 if dtype == np.float64 else np.float64), y)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ops
 from .._grad_mode import eval_forced, mc_dropout_rng
 from .._random import resolve_rng
 from .module import Module, check_input
@@ -24,7 +25,7 @@ class ReLU(Module):
 
     def forward(self, x):
         check_input(x, "x", self)
-        y = np.maximum(x, 0)
+        y = ops.relu(x)
         self._save(y)
         return y
 
@@ -32,7 +33,7 @@ class ReLU(Module):
         (y,) = self._saved()
         if not need_input_grad:
             return None
-        return grad * (y > 0)  # 7x faster than np.where(y > 0, grad, 0), which goes through float64
+        return ops.relu_backward(grad, y)
 
 
 class LeakyReLU(Module):
