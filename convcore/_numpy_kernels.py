@@ -7,7 +7,14 @@ way a strong engineer would write it in NumPy alone:
   one copy into the columns;
 * col2im and the pooling backwards: a loop over the KH*KW kernel offsets only, each a strided
   slice ``+=`` over the whole batch (no ``np.add.at``, no loop over pixels or images);
-* max pooling: window view, one copy to (..., KH*KW), ``argmax``.
+* max pooling: window view, one copy to (..., KH*KW), ``argmax``;
+* unfold_width (the width-only unfolding of stride-1 convolutions): the same window view along
+  the width, one copy; its partial products are summed with one ``sum`` and one transpose copy;
+* ReLU: ``np.maximum`` and ``grad * (y > 0)`` into the output.
+
+The compiled backend's fused float32 convolutions (unfolding or im2col per band feeding
+convcore's own GEMM) have no twin here: on this backend the same strategies run as the kernels
+above plus ``np.matmul``.
 
 ``num_threads`` is accepted for signature parity and ignored (NumPy's own BLAS threads are not
 involved in data movement).
