@@ -17,6 +17,8 @@ from typing import Iterator
 from . import _numpy_kernels
 
 BACKENDS = ("cython", "numpy")
+# The kernels both backends implement, same signatures and results (the compiled table has more:
+# the fused float32 convolutions, which the NumPy backend runs as these kernels plus np.matmul).
 _KERNEL_NAMES = ("im2col", "col2im", "unfold_width", "sum_rows_to_nchw", "max_pool2d", "max_pool2d_backward",
                  "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward")
 

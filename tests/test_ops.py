@@ -607,3 +607,13 @@ def test_relu_and_its_gradient(backend, dtype, rng):
             ops.relu(np.zeros(3, np.int32))
         with pytest.raises(TypeError, match="same dtype"):
             ops.relu_backward(g.astype(np.float32 if dtype == np.float64 else np.float64), y)
+
+
+def test_both_backends_implement_every_twin_kernel():
+    """The kernel contract: each shared kernel exists in the NumPy twin and the compiled table."""
+    from convcore import _backend, _numpy_kernels
+
+    for name in _backend._KERNEL_NAMES:
+        assert callable(getattr(_numpy_kernels, name)), name
+        for table in _backend._TABLES.values():
+            assert callable(getattr(table, name)), name
