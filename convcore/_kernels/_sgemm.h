@@ -1,4 +1,5 @@
-/* convcore's single-precision GEMM, for the convolution kernels of _conv.pyx.
+/* convcore's single-precision GEMM, for the convolution kernels of _conv.pyx (and, through its
+ * ``sgemm`` wrapper, ``convcore.ops.matmul``, which the float32 Linear layers use).
  *
  * C[M, N] (+)= A[M, K] @ B[K, N], float32, in the classic blocked design (Goto & van de Geijn;
  * BLIS): A is packed once into MR-row panels, B into NR-column panels of at most KC rows, and a
