@@ -203,18 +203,11 @@ def _filled(shape, rng) -> np.ndarray:
 def _gemm_ceilings(op: str, n: int, f: int, ckk: int, p: int, rng) -> dict[str, Callable]:
     """The two GEMM variants of the module docstring. The per-image and batched variants view the
     same buffers (only the multiply-add count and the shapes matter, not the values)."""
-    if op == "fwd":
-        a = _filled((f, ckk), rng)
-        b, out = _filled((n, ckk, p), rng), np.empty((n, f, p), np.float32)
-        b2, out2 = b.reshape(ckk, n * p), out.reshape(f, n * p)
-
-        def per_image():
-            for i in range(n):
-                np.matmul(a, b[i], out=out[i])
-    elif op == "grad_input":
-        a = _filled((ckk, f), rng)
-        b, out = _filled((n, f, p), rng), np.empty((n, ckk, p), np.float32)
-        b2, out2 = b.reshape(f, n * p), out.reshape(ckk, n * p)
+    if op in ("fwd", "grad_input"):  # (rows, depth) of the stationary operand: W or W^T
+        rows, depth = (f, ckk) if op == "fwd" else (ckk, f)
+        a = _filled((rows, depth), rng)
+        b, out = _filled((n, depth, p), rng), np.empty((n, rows, p), np.float32)
+        b2, out2 = b.reshape(depth, n * p), out.reshape(rows, n * p)
 
         def per_image():
             for i in range(n):
