@@ -12,10 +12,10 @@ import sys
 import numpy as np
 
 from . import _backend, ops
-from . import nn, optim, metrics, datasets, models, adversarial
+from . import nn, functional, optim, metrics, datasets, models, adversarial
 from ._grad_mode import is_grad_enabled, no_grad
 from ._random import manual_seed
-from .serialization import load, save
+from .serialization import ModelFileError, load, save
 from .training import evaluate, fit, predict
 from ._backend import (
     get_backend,
@@ -77,6 +77,7 @@ __all__ = [
     "info",
     "ops",
     "nn",
+    "functional",
     "optim",
     "metrics",
     "datasets",
@@ -87,6 +88,7 @@ __all__ = [
     "predict",
     "save",
     "load",
+    "ModelFileError",
     "no_grad",
     "is_grad_enabled",
     "manual_seed",

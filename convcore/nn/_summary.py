@@ -30,7 +30,9 @@ def _trace(model, shapes, dtype) -> _record.Record:
         model._calls.last = previous
 
 
-def summarize(model, input_shape, dtype=np.float32) -> str:
+def summarize(model, input_shape, dtype=None) -> str:
+    if dtype is None:   # the model's own float dtype
+        dtype = next((p.dtype for p in model.parameters()), np.float32)
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise TypeError(f"summary: dtype must be a float dtype; received {dtype}")

@@ -445,13 +445,13 @@ class Module:
         lines.append(f")  # {self.num_parameters():,} params, {self.num_parameters(True):,} trainable")
         return "\n".join(lines)
 
-    def summary(self, input_shape, dtype=np.float32) -> str:
+    def summary(self, input_shape, dtype=None) -> str:
         """A table of the calls one forward makes: each call's module (or op), its output shape
         and parameter count, plus trainable / frozen / buffer totals.
 
         ``input_shape`` may include the batch axis or not (then a batch of one is used); a model
-        with several inputs takes a list of shapes. The forward is traced once in eval mode, so
-        any model works, define-by-run ones included.
+        with several inputs takes a list of shapes; ``dtype`` defaults to the model's. The forward
+        is traced once in eval mode, so any model works, define-by-run ones included.
         """
         from ._summary import summarize
 
