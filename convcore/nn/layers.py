@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import ops
 from .._random import resolve_rng
-from .._validation import pair
+from .._validation import INDEX_LIMIT, MAX_WINDOW, check_count, padding4, pair
 from . import _record
 from .module import Module, Parameter, check_input, new_parameter_data
 
@@ -36,6 +36,11 @@ def _init_weight_bias(module, weight_shape, fan_in, bias_size, bias, dtype, rng)
     module.bias = Parameter(new_parameter_data((bias_size,), dtype, uniform((bias_size,)))) if bias else None
 
 
+def _check_weight_size(what: str, elements: int) -> None:
+    if elements * 8 >= INDEX_LIMIT:
+        raise ValueError(f"{what}: a weight of {elements:,} values is beyond what 64-bit indexing can address")
+
+
 def _padding_config(padding):
     return padding if isinstance(padding, (int, str)) else list(padding)
 
@@ -43,9 +48,10 @@ def _padding_config(padding):
 class _ConvNd(Module):
     def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups) -> None:
         """Validate and store the arguments both convolutions share."""
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive int; received {name}={v!r}")
+        what = type(self).__name__
+        in_channels = check_count(in_channels, "in_channels", what, maximum=MAX_WINDOW)
+        out_channels = check_count(out_channels, "out_channels", what, maximum=MAX_WINDOW)
+        groups = check_count(groups, "groups", what, maximum=MAX_WINDOW)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"{type(self).__name__}: groups={groups} must divide in_channels={in_channels} and "
@@ -55,6 +61,8 @@ class _ConvNd(Module):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
         self.dilation = pair(dilation, "dilation")
+        kh, kw = self.kernel_size
+        _check_weight_size(what, out_channels * (in_channels // groups) * kh * kw)
 
     # Conv2d and ConvTranspose2d differ only in their kernel pair (looked up in ``ops`` at call
     # time) and their geometry arguments.
@@ -150,6 +158,7 @@ class ConvTranspose2d(_ConvNd):
         self.output_padding = pair(output_padding, "output_padding", minimum=0)
         if isinstance(padding, str):
             raise TypeError(f"ConvTranspose2d: padding must be an int or a tuple; received {padding!r}")
+        padding4(padding, self.kernel_size, self.stride, self.dilation, (1, 1))   # type and range, now
         self.padding = padding
         kh, kw = self.kernel_size
         # PyTorch computes fan_in from the weight's second dimension: out_channels/groups * KH * KW.
@@ -178,10 +187,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"Linear: {name} must be a positive int; received {name}={v!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_count(in_features, "in_features", "Linear")
+        self.out_features = check_count(out_features, "out_features", "Linear")
+        _check_weight_size("Linear", self.in_features * self.out_features)
         _init_weight_bias(self, (out_features, in_features), in_features, out_features, bias, dtype, rng)
 
     def forward(self, x):
@@ -222,6 +230,7 @@ class MaxPool2d(Module):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
         self.padding, self.dilation = padding, pair(dilation, "dilation")
+        padding4(padding, self.kernel_size, self.stride, self.dilation, (1, 1))   # type and range, now
         self.ceil_mode, self.return_indices = bool(ceil_mode), bool(return_indices)
 
     def forward(self, x):
@@ -329,6 +338,7 @@ class AvgPool2d(Module):
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        padding4(padding, self.kernel_size, self.stride, (1, 1), (1, 1))   # type and range, now
         self.padding, self.ceil_mode, self.count_include_pad = padding, bool(ceil_mode), bool(count_include_pad)
 
     def _args(self):

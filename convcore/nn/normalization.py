@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._grad_mode import eval_forced
+from .._validation import check_count
 from .module import Module, Parameter, check_input, new_parameter_data
 
 
@@ -14,9 +15,8 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  dtype=np.float32):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
-            raise ValueError(f"{type(self).__name__}: num_features must be a positive int; received {num_features!r}")
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        num_features = check_count(num_features, "num_features", type(self).__name__, maximum=2**40)
+        self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         if self.affine:
             self.weight = Parameter(new_parameter_data((num_features,), dtype, lambda: np.ones(num_features, dtype)))
