@@ -22,6 +22,7 @@ from ._backend import (
     get_num_threads,
     set_backend,
     set_num_threads,
+    threads,
     use_backend,
 )
 from ._workspace import get_workspace_limit, set_workspace_limit
@@ -97,6 +98,7 @@ __all__ = [
     "use_backend",
     "get_num_threads",
     "set_num_threads",
+    "threads",
     "get_workspace_limit",
     "set_workspace_limit",
 ]

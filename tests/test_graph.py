@@ -727,3 +727,18 @@ def test_small_resnet_reaches_97_percent_on_digits():
     opt.lr = 3e-4   # one step decay (measured: 0.923-0.955 held-out before it, 0.975 after)
     convcore.fit(model, loss, opt, xt, yt, epochs=2, batch_size=32, seed=1, progress=False)
     assert convcore.evaluate(model, loss, xs, ys)["accuracy"] >= 0.97
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (5, 7), (None, 3), 4])
+def test_adaptive_avg_pool_matches_torch(size, rng):
+    torch = _torch()
+    m = nn.AdaptiveAvgPool2d(size)
+    x = rng.standard_normal((2, 3, 7, 5))
+    y = m(x)
+    g = rng.standard_normal(y.shape)
+    gx = m.backward(g, need_input_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.AdaptiveAvgPool2d(size)(tx)
+    ty.backward(torch.tensor(g))
+    assert_close(y, ty, 1e-12)
+    assert_close(gx, tx.grad, 1e-12)

@@ -403,42 +403,36 @@ class AdaptiveAvgPool2d(Module):
             sizes = pair(output_size, "output_size")
         self.output_size = sizes
 
-    def _windows(self, shape):
-        out = []
+    def _matrices(self, shape, dtype):
+        """Per axis, the (out, in) averaging matrix: row i holds 1/len over window i. The pooling
+        is then ``A_h @ x @ A_w.T`` per plane, and its adjoint ``A_h.T @ g @ A_w``."""
+        mats = []
         for axis, o in enumerate(self.output_size):
             n = shape[2 + axis]
             o = n if o is None else o
-            out.append([(i * n // o, -(-(i + 1) * n // o)) for i in range(o)])
-        return out
+            i = np.arange(o)
+            start, end = i * n // o, -(-(i + 1) * n // o)
+            cols = np.arange(n)
+            inside = (cols[None, :] >= start[:, None]) & (cols[None, :] < end[:, None])
+            mats.append((inside / (end - start)[:, None]).astype(dtype))
+        return mats
 
     def forward(self, x):
         check_input(x, "x", self, 4)
-        rows, cols = self._windows(x.shape)
         self.save_for_backward(x.shape)
-        n, c, h, w = x.shape
-        if len(rows) == 1 and len(cols) == 1:
+        if self.output_size == (1, 1):
             return x.mean(axis=(2, 3), keepdims=True)
-        if h % len(rows) == 0 and w % len(cols) == 0:   # equal windows: one reshape and a mean
-            return x.reshape(n, c, len(rows), h // len(rows), len(cols), w // len(cols)).mean(axis=(3, 5))
-        out = np.empty((n, c, len(rows), len(cols)), dtype=x.dtype)
-        for i, (r0, r1) in enumerate(rows):
-            for j, (c0, c1) in enumerate(cols):
-                out[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
-        return out
+        ah, aw = self._matrices(x.shape, x.dtype)
+        return np.matmul(np.matmul(ah, x), aw.T)
 
     def backward(self, grad, need_input_grad):
         (shape,) = self.saved()
         if not need_input_grad:
             return None
-        rows, cols = self._windows(shape)
-        n, c, h, w = shape
-        if len(rows) == 1 and len(cols) == 1:
-            return np.broadcast_to(grad / grad.dtype.type(h * w), shape).copy()
-        gx = np.zeros(shape, dtype=grad.dtype)
-        for i, (r0, r1) in enumerate(rows):
-            for j, (c0, c1) in enumerate(cols):
-                gx[:, :, r0:r1, c0:c1] += (grad[:, :, i, j] / grad.dtype.type((r1 - r0) * (c1 - c0)))[:, :, None, None]
-        return gx
+        if self.output_size == (1, 1):
+            return np.broadcast_to(grad / grad.dtype.type(shape[2] * shape[3]), shape).copy()
+        ah, aw = self._matrices(shape, grad.dtype)
+        return np.matmul(np.matmul(ah.T, grad), aw)
 
     def get_config(self):
         return dict(output_size=list(self.output_size))
