@@ -361,3 +361,13 @@ def test_fuzz_every_op_and_layer_with_hostile_geometry(seed):
 @pytest.mark.fuzz
 def test_fuzz_long():
     _fuzz(100, 100_000)
+
+
+def test_model_file_with_overflowing_geometry_is_refused_at_load(tmp_path):
+    path = tmp_path / "pool.npz"
+    arch = {"format": "convcore-model", "version": 2, "frozen": [],
+            "model": {"type": "MaxPool2d", "config": {"kernel_size": [2**32, 2**32], "padding": [2**31, 2**31]}}}
+    with open(path, "wb") as f:
+        np.savez(f, __architecture__=np.frombuffer(json.dumps(arch).encode(), np.uint8))
+    with pytest.raises(ModelFileError, match="kernel_size must be <="):
+        convcore.load(path)
