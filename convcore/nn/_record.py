@@ -69,7 +69,7 @@ def active_record() -> "Record | None":
 class Node:
     """One recorded call: ``module``, where each array input came from, what forward saved."""
 
-    __slots__ = ("module", "inputs", "in_shapes", "saved", "index", "n_out", "diff_out", "out_shapes")
+    __slots__ = ("module", "inputs", "in_shapes", "saved", "index", "n_out", "diff_out", "out_shapes", "constants")
 
     def __init__(self, module, inputs, in_shapes):
         self.module = module
@@ -80,6 +80,7 @@ class Node:
         self.n_out = 1
         self.diff_out = (0,)          # the outputs that carry gradients (float arrays)
         self.out_shapes: tuple = ()
+        self.constants: dict | None = None   # array inputs that are constants, by position (for export)
 
 
 class _Missing:
@@ -274,13 +275,18 @@ def _outputs(out):
 
 def call_node(module, record: Record, args, kwargs):
     """A primitive's call inside a recorded forward: one node, outputs traced."""
-    refs, shapes, plain = [], [], list(args)
+    refs, shapes, plain, constants = [], [], list(args), None
     for i, a in enumerate(args):
         if isinstance(a, np.ndarray):
-            refs.append(_check_traced(a, module))
-            shapes.append(a.shape)
+            ref = _check_traced(a, module)
             plain[i] = _plain(a)
+            if ref is None:
+                constants = constants or {}
+                constants[len(refs)] = plain[i]
+            refs.append(ref)
+            shapes.append(a.shape)
     node = Node(module, tuple(refs), tuple(shapes))
+    node.constants = constants
     prev, _tls.node = _tls.node, node
     try:
         out = module.forward(*plain, **kwargs)
