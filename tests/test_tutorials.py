@@ -12,7 +12,9 @@ TUTORIALS = sorted((pathlib.Path(__file__).parent.parent / "docs" / "tutorials")
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(path):
+    source = path.read_text()
     for module in ("torch", "onnx"):
-        pytest.importorskip(module)
+        if f"import {module}" in source:
+            pytest.importorskip(module)
     proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
