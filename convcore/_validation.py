@@ -226,8 +226,124 @@ def expect_shape(arr: np.ndarray, name: str, shape: tuple[int, ...], why: str) -
         raise ValueError(f"{name} must have shape {tuple(shape)} ({why}); received {name}.shape={arr.shape}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Arguments and data of the training API (losses, metrics, optimizers, fit). Same message shape
+# as the checks above: "[what: ]name must be ...; received name=...".
+
+
+def _prefix(what) -> str:
+    return f"{what}: " if what else ""
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_number(value, name: str, what: str | None = None, minimum: float | None = None,
+                 maximum: float | None = None, low_open: bool = False, high_open: bool = False,
+                 finite: bool = True) -> float:
+    """A real number (bools refused) within ``[minimum, maximum]`` (open ends with ``low_open`` /
+    ``high_open``), returned as a float."""
+    if not _is_real(value):
+        raise TypeError(f"{_prefix(what)}{name} must be a number; received {name}={value!r}")
+    v = float(value)
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    bad = np.isnan(v) or (finite and not np.isfinite(v))
+    if minimum is not None and (v < minimum or (low_open and v == minimum)):
+        bad = True
+    if maximum is not None and (v > maximum or (high_open and v == maximum)):
+        bad = True
+    if bad:
+        if minimum is not None and maximum is not None:
+            rule = f"in {lo}{minimum}, {maximum}{hi}"
+        elif minimum is not None:
+            rule = f"{'>' if low_open else '>='} {minimum}"
+        elif maximum is not None:
+            rule = f"{'<' if high_open else '<='} {maximum}"
+        else:
+            rule = "finite"
+        raise ValueError(f"{_prefix(what)}{name} must be {rule}; received {name}={value!r}")
+    return v
+
+
+def check_int(value, name: str, what: str | None = None, minimum: int | None = 0,
+              maximum: int | None = None) -> int:
+    """An int (bools refused) with ``minimum <= value <= maximum``."""
+    if not _is_int(value):
+        raise TypeError(f"{_prefix(what)}{name} must be an int; received {name}={value!r}")
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        if minimum is not None and maximum is not None:
+            rule = f"between {minimum} and {maximum}"
+        elif minimum is not None:
+            rule = f">= {minimum}"
+        else:
+            rule = f"<= {maximum}"
+        raise ValueError(f"{_prefix(what)}{name} must be {rule}; received {name}={value!r}")
+    return v
+
+
+def check_choice(value, name: str, choices, what: str | None = None):
+    """``value`` if it is one of ``choices`` (compared with ==), else a ValueError listing them."""
+    for c in choices:
+        if type(value) is type(c) and value == c:
+            return value
+    listed = ", ".join(repr(c) for c in choices)
+    raise ValueError(f"{_prefix(what)}{name} must be one of {listed}; received {name}={value!r}")
+
+
+def check_bool(value, name: str, what: str | None = None) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{_prefix(what)}{name} must be a bool; received {name}={value!r}")
+    return bool(value)
+
+
+def check_float_input(x, name: str, what: str | None = None, ndim=None, allow_empty: bool = True) -> np.ndarray:
+    """A float32/float64 ndarray (memmaps included, not copied). Integer arrays get a pointer to
+    ``convcore.transforms.ToFloat``; ``ndim`` is an int or a tuple of accepted ranks."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{_prefix(what)}{name} must be a numpy.ndarray of float32 or float64; received "
+                        f"{name}={type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        hint = ""
+        if x.dtype.kind in "ui":
+            hint = (" (integer images: convert them with convcore.transforms.ToFloat(), which scales uint8 "
+                    "to [0, 1] float32, or x.astype(np.float32) / 255)")
+        elif x.dtype.kind == "b":
+            hint = " (convert it with x.astype(np.float32))"
+        raise TypeError(f"{_prefix(what)}{name} must have dtype float32 or float64; received "
+                        f"{name}.dtype={x.dtype}{hint}")
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if dims is not None and x.ndim not in dims:
+        rule = " or ".join(str(d) for d in dims)
+        raise ValueError(f"{_prefix(what)}{name} must be {rule}-dimensional; received {name}.shape={x.shape}")
+    if not allow_empty and x.size == 0:
+        raise ValueError(f"{_prefix(what)}{name} must not be empty; received {name}.shape={x.shape}")
+    return x
+
+
+def check_labels(y, name: str, what: str | None = None, shape: tuple | None = None,
+                 num_classes: int | None = None, ignore_index: int | None = None) -> np.ndarray:
+    """Integer class labels of ``shape`` (when given), each in ``[0, num_classes)`` (when given)
+    unless equal to ``ignore_index``."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "ui":
+        raise TypeError(f"{_prefix(what)}{name} must hold integer class indices; received {name}.dtype={y.dtype}")
+    if shape is not None and y.shape != tuple(shape):
+        raise ValueError(f"{_prefix(what)}{name} must have shape {tuple(shape)}; received {name}.shape={y.shape}")
+    if num_classes is not None and y.size:
+        valid = y if ignore_index is None else y[y != ignore_index]
+        if valid.size and (valid.min() < 0 or valid.max() >= num_classes):
+            extra = "" if ignore_index is None else f" (or {ignore_index}, the ignore_index)"
+            raise ValueError(f"{_prefix(what)}{name} values must lie in [0, {num_classes}){extra}; received "
+                             f"values in [{valid.min()}, {valid.max()}]")
+    return y
+
+
 __all__ = [
     "Geometry", "IntOrPair", "Padding", "pair", "padding4", "geometry", "conv_out_size", "check_extents",
     "check_count", "MAX_WINDOW", "INDEX_LIMIT",
     "same_padding", "as_float_array", "same_dtype", "check_flag", "input_shape4", "expect_shape",
+    "check_number", "check_int", "check_choice", "check_bool", "check_float_input", "check_labels",
 ]

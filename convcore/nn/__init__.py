@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import _builtins  # noqa: F401  (registers the built-in layers for save/load)
+from . import init, utils
 from ._record import GraphError, TracedArray
 from .autoencoder import Autoencoder
 from .container import ModuleDict, ModuleList, Parallel, Sequential
@@ -41,5 +42,5 @@ __all__ = [
     "ConvTranspose2d", "Linear", "MaxPool2d", "MaxUnpool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
     "Upsample", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Dropout", "Dropout2d", "Flatten",
     "Unflatten", "Identity", "BatchNorm1d", "BatchNorm2d", "Autoencoder", "CrossEntropyLoss", "BCEWithLogitsLoss",
-    "MSELoss", "register", "registered", "module_to_spec", "module_from_spec", "GraphError", "TracedArray",
+    "MSELoss", "register", "registered", "module_to_spec", "module_from_spec", "GraphError", "TracedArray", "init", "utils",
 ]
