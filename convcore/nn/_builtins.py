@@ -8,10 +8,12 @@ from .registry import register
 
 for _cls in (
     layers.Conv2d, layers.ConvTranspose2d, layers.Linear, layers.MaxPool2d, layers.MaxUnpool2d, layers.AvgPool2d,
-    layers.AdaptiveAvgPool2d, layers.GlobalAvgPool2d, layers.Upsample, elementwise.ReLU, elementwise.LeakyReLU,
+    layers.AdaptiveAvgPool2d, layers.AdaptiveMaxPool2d, layers.GlobalAvgPool2d, layers.Upsample, elementwise.ReLU,
+    elementwise.LeakyReLU, elementwise.GELU, elementwise.SiLU, elementwise.ELU,
     elementwise.Tanh, elementwise.Sigmoid, elementwise.Softmax, elementwise.LogSoftmax, elementwise.Dropout,
     elementwise.Dropout2d, elementwise.Flatten, elementwise.Unflatten, elementwise.Identity,
-    normalization.BatchNorm1d, normalization.BatchNorm2d, autoencoder.Autoencoder, merge.Add, merge.Concat,
+    normalization.BatchNorm1d, normalization.BatchNorm2d, normalization.LayerNorm, normalization.GroupNorm,
+    autoencoder.Autoencoder, merge.Add, merge.Concat,
 ):
     register(_cls)
 

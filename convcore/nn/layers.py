@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import ops
 from .._random import resolve_rng
-from .._validation import INDEX_LIMIT, MAX_WINDOW, check_count, padding4, pair
+from .._validation import INDEX_LIMIT, MAX_WINDOW, check_choice, check_count, padding4, pair
 from . import _record
 from .module import Module, Parameter, check_input, new_parameter_data
 
@@ -45,6 +45,35 @@ def _padding_config(padding):
     return padding if isinstance(padding, (int, str)) else list(padding)
 
 
+def _check_layer_dtype(layer, x, dtype) -> None:
+    if x.dtype != dtype:
+        raise TypeError(f"{type(layer).__name__}: input dtype {x.dtype} differs from the layer's {dtype}; convert "
+                        f"the input (x.astype(np.{dtype})) or the model (model.to(np.{x.dtype}))")
+
+
+_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad_index(size: int, before: int, after: int, mode: str) -> np.ndarray:
+    """For each position of an axis padded in ``mode`` (numpy's name), the input position it copies."""
+    return np.pad(np.arange(size), (before, after), mode=mode)
+
+
+def _fold_axis(g: np.ndarray, axis: int, size: int, before: int, after: int, mode: str) -> np.ndarray:
+    """The adjoint of padding one axis: every padded position's gradient is added to the input
+    position it was copied from."""
+    src = _pad_index(size, before, after, mode)
+    index = [slice(None)] * g.ndim
+    index[axis] = slice(before, before + size)
+    out = np.array(g[tuple(index)], copy=True)
+    for j in list(range(before)) + list(range(before + size, before + size + after)):
+        index[axis] = j
+        dst = [slice(None)] * g.ndim
+        dst[axis] = src[j]
+        out[tuple(dst)] += g[tuple(index)]
+    return out
+
+
 class _ConvNd(Module):
     def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups) -> None:
         """Validate and store the arguments both convolutions share."""
@@ -73,6 +102,7 @@ class _ConvNd(Module):
 
     def forward(self, x):
         check_input(x, "x", self, 4)
+        _check_layer_dtype(self, x, self.weight.dtype)
         op = getattr(ops, self._op)
         y = op(x, self.weight.data, None if self.bias is None else self.bias.data, *self._geometry())
         self.save_for_backward(x)
@@ -104,6 +134,10 @@ class Conv2d(_ConvNd):
     padding : int, pair, (top, bottom, left, right), "valid" or "same" (any stride)
     groups : int
     bias : bool
+    padding_mode : "zeros" (default), "reflect", "replicate" or "circular"
+        What the padding holds, as torch: zeros, the input mirrored without repeating its edge,
+        the edge repeated, or the input wrapped around. Reflect needs each padding below the
+        input's size along its axis, circular at most that size.
     dtype : float32 (default) or float64
     rng : numpy Generator or int seed for the initialisation (default: ``convcore.manual_seed``'s)
 
@@ -120,9 +154,11 @@ class Conv2d(_ConvNd):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, dtype=np.float32, rng=None):
+                 bias=True, padding_mode="zeros", dtype=np.float32, rng=None):
         super().__init__()
         self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups)
+        self.padding_mode = check_choice(padding_mode, "padding_mode", ("zeros", "reflect", "replicate", "circular"),
+                                         "Conv2d")
         self.padding = padding
         ops.conv_output_shape((1, in_channels, 10**6, 10**6), (out_channels, in_channels // groups, *self.kernel_size),
                               self.stride, padding, self.dilation)  # validates padding now, not at first call
@@ -133,10 +169,61 @@ class Conv2d(_ConvNd):
     def _geometry(self):
         return (self.stride, self.padding, self.dilation, self.groups)
 
+    def _pads(self, shape) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) for an input of ``shape``, checked against the padding mode."""
+        pads = padding4(self.padding, self.kernel_size, self.stride, self.dilation, shape[2:])
+        h, w = shape[2:]
+        for p, size, side in zip(pads, (h, h, w, w), ("top", "bottom", "left", "right")):
+            if self.padding_mode == "reflect" and p >= size:
+                raise ValueError(f"Conv2d: padding_mode='reflect' needs each padding below the input's size; received "
+                                 f"{side} padding {p} for an input of shape {shape}")
+            if self.padding_mode == "circular" and p > size:
+                raise ValueError(f"Conv2d: padding_mode='circular' needs each padding at most the input's size; "
+                                 f"received {side} padding {p} for an input of shape {shape}")
+        return pads
+
+    def forward(self, x):
+        if self.padding_mode == "zeros":
+            return super().forward(x)
+        # Pad in numpy with the mode, then a "valid" convolution; backward folds the padded
+        # input's gradient back onto the input (the adjoint of the pad).
+        check_input(x, "x", self, 4)
+        _check_layer_dtype(self, x, self.weight.dtype)
+        t, b, l, r = self._pads(x.shape)
+        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), mode=_PAD_MODES[self.padding_mode])
+        y = ops.conv2d(xp, self.weight.data, None if self.bias is None else self.bias.data, self.stride, 0,
+                       self.dilation, self.groups)
+        self.save_for_backward(xp, (t, b, l, r), x.shape)
+        return y
+
+    def backward(self, grad, need_input_grad):
+        if self.padding_mode == "zeros":
+            return super().backward(grad, need_input_grad)
+        xp, (t, b, l, r), shape = self.saved()
+        w_grad = self.weight.requires_grad
+        b_grad = self.bias is not None and self.bias.requires_grad
+        if not (need_input_grad or w_grad or b_grad):
+            return None
+        gxp, gw, gb = ops.conv2d_backward(grad, xp, self.weight.data, self.stride, 0, self.dilation, self.groups,
+                                          input_grad=need_input_grad, weight_grad=w_grad, bias_grad=b_grad)
+        if gw is not None:
+            self.weight.accumulate(gw)
+        if gb is not None:
+            self.bias.accumulate(gb)
+        if gxp is None:
+            return None
+        mode = _PAD_MODES[self.padding_mode]
+        g = _fold_axis(gxp, 2, shape[2], t, b, mode)
+        return _fold_axis(g, 3, shape[3], l, r, mode)
+
     def get_config(self):
-        return dict(in_channels=self.in_channels, out_channels=self.out_channels, kernel_size=list(self.kernel_size),
-                    stride=list(self.stride), padding=_padding_config(self.padding), dilation=list(self.dilation),
-                    groups=self.groups, bias=self.bias is not None)
+        config = dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                      kernel_size=list(self.kernel_size), stride=list(self.stride),
+                      padding=_padding_config(self.padding), dilation=list(self.dilation), groups=self.groups,
+                      bias=self.bias is not None)
+        if self.padding_mode != "zeros":
+            config["padding_mode"] = self.padding_mode
+        return config
 
 
 class ConvTranspose2d(_ConvNd):
@@ -196,8 +283,7 @@ class Linear(Module):
         check_input(x, "x", self, 2)
         if x.shape[1] != self.in_features:
             raise ValueError(f"Linear: expected input of shape (N, {self.in_features}); received {x.shape}")
-        if x.dtype != self.weight.dtype:
-            raise TypeError(f"Linear: input dtype {x.dtype} differs from the layer's {self.weight.dtype}")
+        _check_layer_dtype(self, x, self.weight.dtype)
         y = ops.matmul(x, self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data
@@ -438,30 +524,207 @@ class AdaptiveAvgPool2d(Module):
         return dict(output_size=list(self.output_size))
 
 
-class Upsample(Module):
-    """Nearest-neighbour up-sampling by an integer ``scale_factor`` (int or pair)."""
+def _adaptive_windows(n: int, o: int):
+    """torch's adaptive windows along an axis of length ``n`` cut into ``o``: [floor(i n / o), ceil((i+1) n / o))."""
+    i = np.arange(o)
+    return i * n // o, -(-(i + 1) * n // o)
 
-    def __init__(self, scale_factor, mode="nearest"):
+
+def _output_size_arg(output_size, what: str):
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        return tuple(None if v is None else pair(v, "output_size")[0] for v in output_size)
+    return pair(output_size, "output_size")
+
+
+class AdaptiveMaxPool2d(Module):
+    """Max pooling to a fixed output size (``torch.nn.AdaptiveMaxPool2d``): output cell ``i`` of
+    an axis of input length ``L`` and output length ``O`` is the maximum over
+    ``[floor(i * L / O), ceil((i + 1) * L / O))``; the first maximum in row-major order wins a tie
+    and takes the gradient.
+
+    ``output_size`` is an int or a pair (``None`` keeps that axis's size); with
+    ``return_indices=True`` the forward returns ``(out, indices)``, flat positions per plane
+    like ``MaxPool2d``'s.
+
+    Shape
+    -----
+    input (N, C, H, W) -> (N, C, OH, OW)
+    """
+
+    def __init__(self, output_size, return_indices=False):
         super().__init__()
-        if mode != "nearest":
-            raise ValueError(f'Upsample: only mode="nearest" is supported; received mode={mode!r}')
-        self.scale_factor = pair(scale_factor, "scale_factor")
-        self.mode = mode
+        self.output_size = _output_size_arg(output_size, "AdaptiveMaxPool2d")
+        self.return_indices = bool(return_indices)
 
     def forward(self, x):
         check_input(x, "x", self, 4)
-        sh, sw = self.scale_factor
+        n, c, h, w = x.shape
+        oh, ow = (h if self.output_size[0] is None else self.output_size[0],
+                  w if self.output_size[1] is None else self.output_size[1])
+        if h == 0 or w == 0:
+            raise ValueError(f"AdaptiveMaxPool2d: the input's height and width must be positive; received shape {x.shape}")
+        # Separable: per row the first maximum of each column window, then per column window the
+        # first row holding the overall maximum (row-major first occurrence, as torch scans).
+        ws, we = _adaptive_windows(w, ow)
+        col_val = np.empty((n, c, h, ow), x.dtype)
+        col_idx = np.empty((n, c, h, ow), np.int64)
+        for j in range(ow):
+            block = x[:, :, :, ws[j]:we[j]]
+            k = block.argmax(axis=3)
+            col_idx[:, :, :, j] = k + ws[j]
+            col_val[:, :, :, j] = np.take_along_axis(block, k[..., None], axis=3)[..., 0]
+        hs, he = _adaptive_windows(h, oh)
+        out = np.empty((n, c, oh, ow), x.dtype)
+        idx = np.empty((n, c, oh, ow), np.int64)
+        for i in range(oh):
+            block = col_val[:, :, hs[i]:he[i], :]
+            r = block.argmax(axis=2)
+            out[:, :, i, :] = np.take_along_axis(block, r[:, :, None, :], axis=2)[:, :, 0, :]
+            row = r + hs[i]
+            col = np.take_along_axis(col_idx, row[:, :, None, :], axis=2)[:, :, 0, :]
+            idx[:, :, i, :] = row * w + col
+        self.save_for_backward(idx, x.shape)
+        return (out, idx) if self.return_indices else out
+
+    def backward(self, grad, need_input_grad):
+        idx, shape = self.saved()
+        return ops.max_pool2d_backward(grad, idx, shape) if need_input_grad else None
+
+    def get_config(self):
+        return dict(output_size=list(self.output_size), return_indices=self.return_indices)
+
+
+def _scale_arg(scale_factor):
+    """An int or float > 0, or a pair of them, as a pair (ints stay ints)."""
+    vals = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor, scale_factor)
+    ok = len(vals) == 2 and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                                for v in vals)
+    if not ok:
+        raise TypeError(f"Upsample: scale_factor must be a number or a pair of numbers; received "
+                        f"scale_factor={scale_factor!r}")
+    out = tuple(int(v) if float(v).is_integer() else float(v) for v in vals)
+    if not all(0 < v <= MAX_WINDOW for v in out):
+        raise ValueError(f"Upsample: scale_factor must be > 0 and <= {MAX_WINDOW} (2**31 - 1); received "
+                         f"scale_factor={scale_factor!r}")
+    return out
+
+
+class Upsample(Module):
+    """Up-sampling (``torch.nn.Upsample``): nearest neighbour or bilinear, to a ``size`` or by a
+    ``scale_factor``.
+
+    Parameters
+    ----------
+    scale_factor : number or pair, optional
+        Output size ``floor(input size * scale_factor)``. (The first positional argument, as in
+        earlier convcore; torch's first is ``size``: pass ``size=`` by keyword.)
+    mode : "nearest" (default) or "bilinear"
+    size : int or pair, optional
+        The output (H, W); give exactly one of ``size`` and ``scale_factor``.
+    align_corners : bool, optional (bilinear only; default False)
+        False: pixel centres are aligned (``src = (dst + 0.5) * scale - 0.5``, clamped at 0),
+        True: the corner pixels are (``src = dst * (in - 1) / (out - 1)``), as torch.
+
+    Notes
+    -----
+    Source positions follow torch exactly: ``scale = 1 / scale_factor`` when a factor is given,
+    ``in / out`` for a size; nearest computes ``floor(dst * scale)`` in float32 as torch does.
+    Both modes are separable linear maps ``A_h @ x @ A_w.T``; the backward is their exact
+    adjoint ``A_h.T @ g @ A_w``.
+
+    Shape
+    -----
+    input (N, C, H, W) -> (N, C, OH, OW)
+
+    Example
+    -------
+    >>> Upsample(scale_factor=2, mode="bilinear")(x)           # (N, C, 2H, 2W)
+    >>> Upsample(size=(32, 48), mode="bilinear", align_corners=True)(x)
+    """
+
+    def __init__(self, scale_factor=None, mode="nearest", size=None, align_corners=None):
+        super().__init__()
+        self.mode = check_choice(mode, "mode", ("nearest", "bilinear"), "Upsample")
+        if (size is None) == (scale_factor is None):
+            raise ValueError(f"Upsample: give exactly one of size and scale_factor; received size={size!r}, "
+                             f"scale_factor={scale_factor!r}")
+        self.size = None if size is None else pair(size, "size")
+        self.scale_factor = None if scale_factor is None else _scale_arg(scale_factor)
+        if align_corners is not None and self.mode == "nearest":
+            raise ValueError("Upsample: align_corners only applies to mode='bilinear'; received "
+                             f"align_corners={align_corners!r} with mode='nearest'")
+        if align_corners is not None and not isinstance(align_corners, (bool, np.bool_)):
+            raise TypeError(f"Upsample: align_corners must be a bool; received align_corners={align_corners!r}")
+        self.align_corners = None if align_corners is None else bool(align_corners)
+
+    def _integer_nearest(self) -> bool:
+        return (self.mode == "nearest" and self.scale_factor is not None
+                and all(isinstance(v, int) for v in self.scale_factor))
+
+    def _out_size(self, h: int, w: int) -> tuple[int, int]:
+        if self.size is not None:
+            return self.size
+        oh, ow = int(math.floor(h * self.scale_factor[0])), int(math.floor(w * self.scale_factor[1]))
+        if oh < 1 or ow < 1:
+            raise ValueError(f"Upsample: scale_factor={self.scale_factor} gives an empty output for an input of "
+                             f"{h}x{w}")
+        return oh, ow
+
+    def _matrix(self, n: int, o: int, axis: int, dtype) -> np.ndarray:
+        """The (o, n) interpolation matrix of one axis."""
+        factor = None if self.scale_factor is None else self.scale_factor[axis]
+        dst = np.arange(o)
+        a = np.zeros((o, n))
+        if self.mode == "nearest":
+            scale = np.float32(1.0 / factor) if factor is not None else np.float32(n) / np.float32(o)
+            if o == n:
+                src = dst
+            elif o == 2 * n:
+                src = dst >> 1
+            else:
+                src = np.minimum(np.floor(dst.astype(np.float32) * scale).astype(np.int64), n - 1)
+            a[dst, src] = 1.0
+            return a.astype(dtype)
+        if self.align_corners:
+            scale = (n - 1) / (o - 1) if o > 1 else 0.0
+            real = scale * dst
+        else:
+            scale = 1.0 / factor if factor is not None else n / o
+            real = np.maximum(scale * (dst + 0.5) - 0.5, 0.0)
+        i0 = np.minimum(np.floor(real).astype(np.int64), n - 1)
+        lam = np.clip(real - i0, 0.0, 1.0)
+        i1 = i0 + (i0 < n - 1)
+        np.add.at(a, (dst, i0), 1.0 - lam)
+        np.add.at(a, (dst, i1), lam)
+        return a.astype(dtype)
+
+    def forward(self, x):
+        check_input(x, "x", self, 4)
         n, c, h, w = x.shape
         self.save_for_backward(x.shape)
-        return np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw)).reshape(n, c, h * sh, w * sw)
+        if self._integer_nearest():
+            sh, sw = self.scale_factor
+            return np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw)).reshape(n, c, h * sh, w * sw)
+        oh, ow = self._out_size(h, w)
+        ah, aw = self._matrix(h, oh, 0, x.dtype), self._matrix(w, ow, 1, x.dtype)
+        return np.matmul(np.matmul(ah, x), aw.T)
 
     def backward(self, grad, need_input_grad):
         (shape,) = self.saved()
         if not need_input_grad:
             return None
         n, c, h, w = shape
-        sh, sw = self.scale_factor
-        return grad.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
+        if self._integer_nearest():
+            sh, sw = self.scale_factor
+            return grad.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
+        oh, ow = grad.shape[2:]
+        ah, aw = self._matrix(h, oh, 0, grad.dtype), self._matrix(w, ow, 1, grad.dtype)
+        return np.matmul(np.matmul(ah.T, grad), aw)
 
     def get_config(self):
-        return dict(scale_factor=list(self.scale_factor), mode=self.mode)
+        config = dict(scale_factor=None if self.scale_factor is None else list(self.scale_factor), mode=self.mode)
+        if self.size is not None:
+            config["size"] = list(self.size)
+        if self.align_corners is not None:
+            config["align_corners"] = self.align_corners
+        return config

@@ -1,119 +1,465 @@
-"""Losses: ``loss(pred, target)`` returns a float and remembers what ``loss.backward()`` needs to
-return the gradient with respect to ``pred``."""
+"""Losses with PyTorch's names, arguments and values: ``loss(input, target)`` returns the loss
+and remembers what ``loss.backward()`` needs to return the gradient with respect to ``input``.
+
+Every loss takes ``reduction="mean" | "sum" | "none"``. With "mean" or "sum" the call returns a
+Python float and ``backward(grad=None)`` returns d(loss)/d(input), scaled by ``grad`` when a
+number is given. With "none" the call returns the per-element (or per-sample) losses as an
+array and ``backward(grad)`` takes the upstream gradient of that array (default: ones, the
+gradient of its sum).
+
+Values are computed in float64 and gradients returned in the input's dtype. Where torch's
+formula meets ``0 * inf`` (a probability target of 0 at a logit of -inf, a BCE logit of +inf
+with target 1), the loss is the mathematical limit (0) where torch's is NaN; everywhere else
+values and gradients are torch's, including infinities.
+
+Example
+-------
+>>> loss = nn.CrossEntropyLoss(label_smoothing=0.1)
+>>> value = loss(logits, y)          # logits (N, K), y (N,) integer classes
+>>> model.backward(loss.backward())
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .elementwise import _sigmoid, log_softmax
+from .._validation import check_choice, check_float_input, check_int, check_labels, check_number
 
-_REDUCTIONS = ("mean", "sum")
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _log_softmax_last(z: np.ndarray) -> np.ndarray:
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    """log(1 + exp(z)) without overflow: exact 0 at -inf and inf at +inf."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _times(c: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """c * v with 0 * inf taken as 0 (the limit of c log c terms)."""
+    return np.where(c == 0, 0.0, c * v)
+
+
+def _weight(weight, name: str, what: str, length: int | None = None) -> np.ndarray | None:
+    if weight is None:
+        return None
+    w = np.asarray(weight)
+    if w.dtype.kind not in "fiu" or w.dtype.kind == "b":
+        raise TypeError(f"{what}: {name} must be an array of numbers; received {name}.dtype={w.dtype}")
+    w = w.astype(np.float64)
+    if length is not None and w.shape != (length,):
+        raise ValueError(f"{what}: {name} must have shape ({length},); received {name}.shape={w.shape}")
+    return w
 
 
 class _Loss:
+    """Base: ``_forward(input, target)`` returns (per-element losses in float64, the function
+    mapping their upstream gradient to d/d(input), the divisor of "mean", the input's dtype)."""
+
     def __init__(self, reduction="mean"):
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}; received reduction={reduction!r}")
-        self.reduction = reduction
+        self.reduction = check_choice(reduction, "reduction", _REDUCTIONS, type(self).__name__)
         self._cache = None
 
-    def _pred(self, pred):
-        if not isinstance(pred, np.ndarray) or pred.dtype not in (np.float32, np.float64):
-            raise TypeError(f"{type(self).__name__}: pred must be a float32/float64 ndarray; received "
-                            f"{type(pred).__name__}{'' if not isinstance(pred, np.ndarray) else ' ' + str(pred.dtype)}")
-        return pred
+    @property
+    def _what(self) -> str:
+        return type(self).__name__
 
-    def backward(self) -> np.ndarray:
-        """Gradient of the last computed loss with respect to ``pred``."""
+    def _input(self, x) -> np.ndarray:
+        return check_float_input(x, "input", self._what)
+
+    def _same_shape_target(self, target, x) -> np.ndarray:
+        t = np.asarray(target)
+        if t.dtype.kind not in "fiub":
+            raise TypeError(f"{self._what}: target must be a numeric array; received target.dtype={t.dtype}")
+        if t.shape != x.shape:
+            raise ValueError(f"{self._what}: target must have the input's shape {x.shape}; received "
+                             f"target.shape={t.shape}")
+        return t.astype(np.float64, copy=False)
+
+    def __call__(self, input, target):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            per, local, denom, dtype = self._forward(input, target)
+            self._cache = (per.shape, local, denom, dtype)
+            if self.reduction == "none":
+                return per.astype(dtype, copy=False)
+            total = per.sum()
+            return float(total / denom if self.reduction == "mean" else total)
+
+    def backward(self, grad=None) -> np.ndarray:
+        """Gradient of the last computed loss with respect to its input (see the module docstring)."""
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before the loss was computed")
-        return self._grad()
+            raise RuntimeError(f"{self._what}.backward called before the loss was computed")
+        shape, local, denom, dtype = self._cache
+        if self.reduction == "none":
+            if grad is None:
+                upstream = np.ones(shape)
+            else:
+                upstream = np.asarray(grad, dtype=np.float64) if isinstance(grad, np.ndarray) else None
+                if upstream is None or upstream.shape != shape:
+                    raise ValueError(f"{self._what}.backward: with reduction='none', grad must be an array of the "
+                                     f"loss's shape {shape}; received {getattr(grad, 'shape', type(grad).__name__)}")
+        else:
+            scale = 1.0
+            if grad is not None:
+                if isinstance(grad, np.ndarray) and grad.size == 1:
+                    grad = grad.item()
+                scale = check_number(grad, "grad", f"{self._what}.backward", finite=False)
+            if self.reduction == "mean":   # nothing counted (all ignored, or empty): no gradient, as torch
+                scale = scale / denom if denom else 0.0
+            upstream = np.full(shape, scale)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            return np.asarray(local(upstream)).astype(dtype, copy=False)
+
+    def _config(self) -> dict:
+        return {"reduction": self.reduction}
 
     def __repr__(self):
-        return f"{type(self).__name__}(reduction={self.reduction!r})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        return f"{self._what}({args})"
 
 
-class CrossEntropyLoss(_Loss):
-    """Cross-entropy from logits (N, K) and integer class targets (N,), with a stable
-    log-sum-exp; ``label_smoothing`` mixes the one-hot target with the uniform distribution.
+def _reduction_first(weight, reduction, what):
+    """Old convcore signatures took ``reduction`` first: accept ``Loss("sum")`` as well as
+    torch's ``Loss(weight)``."""
+    if isinstance(weight, str):
+        return None, weight
+    return weight, reduction
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification
+
+
+class _ClassLoss(_Loss):
+    """Shared by CrossEntropyLoss and NLLLoss: class axis 1, any trailing dimensions."""
+
+    def _layout(self, x: np.ndarray):
+        """(N, ..., K) float64 view of the input and a function putting a gradient back."""
+        if x.ndim == 0:
+            raise ValueError(f"{self._what}: input must be (K,), (N, K) or (N, K, d1, ...); received input.shape=()")
+        z = x.astype(np.float64, copy=False)
+        unbatched = z.ndim == 1
+        if unbatched:
+            z = z[None]
+        zl = np.moveaxis(z, 1, -1)
+
+        def back(g):
+            g = np.moveaxis(g, -1, 1)
+            return g[0] if unbatched else g
+
+        return zl, unbatched, back
+
+    def _class_targets(self, target, zl, unbatched):
+        t = np.asarray(target)
+        if unbatched:
+            t = t[None]
+        check_labels(t, "target", self._what, shape=zl.shape[:-1], num_classes=zl.shape[-1],
+                     ignore_index=self.ignore_index)
+        valid = t != self.ignore_index
+        safe = np.where(valid, t, 0).astype(np.intp)
+        w = self.weight
+        if w is not None and w.shape != (zl.shape[-1],):
+            raise ValueError(f"{self._what}: weight must have one value per class ({zl.shape[-1]}); received "
+                             f"weight.shape={w.shape}")
+        wy = (w[safe] if w is not None else np.ones(safe.shape)) * valid
+        return safe, valid, wy
+
+
+class CrossEntropyLoss(_ClassLoss):
+    """Cross-entropy from logits, ``torch.nn.CrossEntropyLoss``.
+
+    Parameters
+    ----------
+    weight : array of shape (K,), optional
+        A weight per class.
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute nothing (nor to the mean's divisor).
+    reduction : "mean" (default), "sum" or "none"
+        "mean" divides by the summed weight of the non-ignored targets (class indices) or by the
+        number of samples and positions (probability targets), as torch.
+    label_smoothing : float in [0, 1)
+        Mixes the target with the uniform distribution over the K classes.
+
+    Shape
+    -----
+    input (N, K) or (N, K, d1, ...) logits (or (K,)); target either class indices (N,) or
+    (N, d1, ...) of an integer dtype, or probabilities of the input's shape (a float dtype).
+    "none" returns (N,) or (N, d1, ...).
+
+    Notes
+    -----
+    Finite whenever the logits of the target classes are: a non-target logit of -inf (masked
+    logits) gives probability 0 and no NaN.
 
     Example
     -------
-    >>> loss = CrossEntropyLoss()
+    >>> loss = CrossEntropyLoss(weight=np.array([1.0, 2.0, 1.0]), label_smoothing=0.1)
     >>> value = loss(logits, y); grad = loss.backward()
     """
 
-    def __init__(self, reduction="mean", label_smoothing=0.0):
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
+        if isinstance(weight, str):   # the older convcore form CrossEntropyLoss(reduction, label_smoothing)
+            weight, reduction, label_smoothing = None, weight, (ignore_index if ignore_index != -100 else label_smoothing)
+            ignore_index = -100
         super().__init__(reduction)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1); received {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.weight = _weight(weight, "weight", self._what)
+        if self.weight is not None and self.weight.ndim != 1:
+            raise ValueError(f"CrossEntropyLoss: weight must be 1-dimensional (one value per class); received "
+                             f"weight.shape={self.weight.shape}")
+        self.ignore_index = check_int(ignore_index, "ignore_index", self._what, minimum=None)
+        self.label_smoothing = check_number(label_smoothing, "label_smoothing", self._what, 0.0, 1.0, high_open=True)
 
-    def __call__(self, logits, target) -> float:
-        logits = self._pred(logits)
-        target = np.asarray(target)
-        if logits.ndim != 2:
-            raise ValueError(f"CrossEntropyLoss: logits must be (N, K); received shape {logits.shape}")
-        if not np.issubdtype(target.dtype, np.integer) or target.shape != (logits.shape[0],):
-            raise ValueError(f"CrossEntropyLoss: target must be integer class indices of shape ({logits.shape[0]},); "
-                             f"received shape {target.shape}, dtype {target.dtype}")
-        k = logits.shape[1]
-        if target.size and (target.min() < 0 or target.max() >= k):
-            raise ValueError(f"CrossEntropyLoss: target values must lie in [0, {k}); received range "
-                             f"[{target.min()}, {target.max()}]")
-        logp = log_softmax(logits.astype(np.float64, copy=False), axis=1)
-        q = np.full(logp.shape, self.label_smoothing / k)
-        q[np.arange(len(target)), target] += 1.0 - self.label_smoothing
-        per_sample = -(q * logp).sum(axis=1)
-        self._cache = (logp, q, logits.dtype)
-        return float(per_sample.mean() if self.reduction == "mean" else per_sample.sum())
+    def _config(self):
+        out = {}
+        if self.weight is not None:
+            out["weight"] = self.weight.tolist()
+        if self.ignore_index != -100:
+            out["ignore_index"] = self.ignore_index
+        out["reduction"] = self.reduction
+        if self.label_smoothing:
+            out["label_smoothing"] = self.label_smoothing
+        return out
 
-    def _grad(self):
-        logp, q, dtype = self._cache
-        g = np.exp(logp) - q
-        if self.reduction == "mean":
-            g /= len(g)
-        return g.astype(dtype)
+    def _forward(self, input, target):
+        x = self._input(input)
+        zl, unbatched, back = self._layout(x)
+        k = zl.shape[-1]
+        eps = self.label_smoothing
+        logp = _log_softmax_last(zl)
+        t = np.asarray(target)
+        if t.dtype.kind == "f":   # probabilities over the classes
+            tl = np.moveaxis(t[None] if unbatched else t, 1, -1) if t.ndim == x.ndim else None
+            if tl is None or tl.shape != zl.shape:
+                raise ValueError(f"{self._what}: probability targets must have the input's shape {x.shape}; received "
+                                 f"target.shape={t.shape}")
+            q = tl.astype(np.float64)
+            if eps:
+                q = q * (1 - eps) + eps / k
+            if self.weight is not None:
+                if self.weight.shape != (k,):
+                    raise ValueError(f"{self._what}: weight must have one value per class ({k}); received "
+                                     f"weight.shape={self.weight.shape}")
+                q = q * self.weight
+            c = q
+            denom = zl.size // k if zl.size else 0
+        else:
+            safe, valid, wy = self._class_targets(t, zl, unbatched)
+            c = np.zeros(zl.shape)
+            np.put_along_axis(c, safe[..., None], ((1 - eps) * wy)[..., None], axis=-1)
+            if eps:
+                w = self.weight if self.weight is not None else 1.0
+                c += (eps / k) * w * valid[..., None]
+            denom = wy.sum()
+        per = -_times(c, logp).sum(axis=-1)
+        local = c.sum(axis=-1, keepdims=True) * np.exp(logp) - c
+        if unbatched:
+            per = per[0]
+        return per, lambda u: back((u[None] if unbatched else u)[..., None] * local), denom, x.dtype
+
+
+class NLLLoss(_ClassLoss):
+    """Negative log-likelihood of log-probabilities (``torch.nn.NLLLoss``): ``-weight[y] *
+    input[y]``, "mean" divided by the summed weight of the non-ignored targets.
+
+    Shape
+    -----
+    input (N, K) or (N, K, d1, ...) log-probabilities (e.g. from ``LogSoftmax``), target (N,) or
+    (N, d1, ...) integer classes.
+    """
+
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
+        weight, reduction = _reduction_first(weight, reduction, "NLLLoss")
+        super().__init__(reduction)
+        self.weight = _weight(weight, "weight", self._what)
+        self.ignore_index = check_int(ignore_index, "ignore_index", self._what, minimum=None)
+
+    def _config(self):
+        out = {} if self.weight is None else {"weight": self.weight.tolist()}
+        if self.ignore_index != -100:
+            out["ignore_index"] = self.ignore_index
+        out["reduction"] = self.reduction
+        return out
+
+    def _forward(self, input, target):
+        x = self._input(input)
+        zl, unbatched, back = self._layout(x)
+        if np.asarray(target).dtype.kind == "f":
+            raise TypeError(f"{self._what}: target must hold integer class indices; received "
+                            f"target.dtype={np.asarray(target).dtype}")
+        safe, valid, wy = self._class_targets(target, zl, unbatched)
+        picked = np.take_along_axis(zl, safe[..., None], axis=-1)[..., 0]
+        per = -_times(wy, picked)
+        if unbatched:
+            per = per[0]
+
+        def local(u):
+            u = u[None] if unbatched else u
+            g = np.zeros(zl.shape)
+            np.put_along_axis(g, safe[..., None], (-wy * u)[..., None], axis=-1)
+            return back(g)
+
+        return per, local, wy.sum(), x.dtype
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary cross-entropy from logits, elementwise against targets in [0, 1] (stable form)."""
+    """Binary cross-entropy from logits (``torch.nn.BCEWithLogitsLoss``), stable for any logit::
 
-    def __call__(self, logits, target) -> float:
-        logits = self._pred(logits)
-        target = np.asarray(target, dtype=np.float64)
-        if target.shape != logits.shape:
-            raise ValueError(f"BCEWithLogitsLoss: target shape {target.shape} must equal logits shape {logits.shape}")
-        z = logits.astype(np.float64, copy=False)
-        # max(z, 0) - z*t + log(1 + exp(-|z|)): no overflow for any finite z.
-        per = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
-        self._cache = (z, target, logits.dtype)
-        return float(per.mean() if self.reduction == "mean" else per.sum())
+        loss = -weight * (pos_weight * t * log(sigmoid(z)) + (1 - t) * log(1 - sigmoid(z)))
 
-    def _grad(self):
-        z, target, dtype = self._cache
-        g = _sigmoid(z) - target
-        if self.reduction == "mean":
-            g /= g.size
-        return g.astype(dtype)
+    Parameters
+    ----------
+    weight : array broadcastable to the input, optional
+        Rescales each element's loss.
+    reduction : "mean" (default), "sum" or "none"
+    pos_weight : array broadcastable to the input (usually (C,), the last axis), optional
+        Weight of the positive term: above 1 raises recall, below 1 precision.
+
+    Shape
+    -----
+    input any shape, target the same shape with values in [0, 1].
+    """
+
+    def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
+        weight, reduction = _reduction_first(weight, reduction, "BCEWithLogitsLoss")
+        super().__init__(reduction)
+        self.weight = _weight(weight, "weight", self._what)
+        self.pos_weight = _weight(pos_weight, "pos_weight", self._what)
+
+    def _config(self):
+        out = {} if self.weight is None else {"weight": self.weight.tolist()}
+        out["reduction"] = self.reduction
+        if self.pos_weight is not None:
+            out["pos_weight"] = self.pos_weight.tolist()
+        return out
+
+    def _broadcast(self, w, name, shape):
+        if w is None:
+            return None
+        try:
+            np.broadcast_shapes(w.shape, shape)
+        except ValueError:
+            raise ValueError(f"{self._what}: {name} must broadcast to the input's shape {shape}; received "
+                             f"{name}.shape={w.shape}") from None
+        return w
+
+    def _forward(self, input, target):
+        x = self._input(input)
+        t = self._same_shape_target(target, x)
+        z = x.astype(np.float64, copy=False)
+        w = self._broadcast(self.weight, "weight", x.shape)
+        pw = self._broadcast(self.pos_weight, "pos_weight", x.shape)
+        pos = t if pw is None else pw * t
+        per = _times(pos, _softplus(-z)) + _times(1 - t, _softplus(z))
+        lw = 1 + (pos - t)   # 1 + (pos_weight - 1) * t
+        local = lw * _sigmoid(z) - pos
+        if w is not None:
+            per = per * w
+            local = local * w
+        per = np.broadcast_to(per, x.shape)
+        return per, lambda u: u * local, per.size, x.dtype
 
 
-class MSELoss(_Loss):
-    """Mean (or summed) squared error."""
+class BCELoss(_Loss):
+    """Binary cross-entropy of probabilities (``torch.nn.BCELoss``); the logs are clamped at -100
+    as torch does, so a probability of exactly 0 or 1 gives a large finite loss."""
 
-    def __call__(self, pred, target) -> float:
-        pred = self._pred(pred)
-        target = np.asarray(target)
-        if target.shape != pred.shape:
-            raise ValueError(f"MSELoss: target shape {target.shape} must equal pred shape {pred.shape}")
-        diff = pred.astype(np.float64) - target
-        self._cache = (diff, pred.dtype)
-        sq = diff * diff
-        return float(sq.mean() if self.reduction == "mean" else sq.sum())
+    def __init__(self, weight=None, reduction: str = "mean"):
+        weight, reduction = _reduction_first(weight, reduction, "BCELoss")
+        super().__init__(reduction)
+        self.weight = _weight(weight, "weight", self._what)
 
-    def _grad(self):
-        diff, dtype = self._cache
-        g = 2 * diff
-        if self.reduction == "mean":
-            g /= g.size
-        return g.astype(dtype)
+    def _config(self):
+        return ({} if self.weight is None else {"weight": self.weight.tolist()}) | {"reduction": self.reduction}
+
+    def _forward(self, input, target):
+        x = self._input(input)
+        t = self._same_shape_target(target, x)
+        p = x.astype(np.float64, copy=False)
+        if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+            raise ValueError(f"{self._what}: input must hold probabilities in [0, 1]; received values in "
+                             f"[{np.nanmin(p)}, {np.nanmax(p)}] (for logits use BCEWithLogitsLoss)")
+        log_p = np.maximum(np.log(p), -100.0)
+        log_1p = np.maximum(np.log1p(-p), -100.0)
+        per = -(t * log_p + (1 - t) * log_1p)
+        local = (p - t) / np.maximum((1 - p) * p, 1e-12)
+        if self.weight is not None:
+            per = per * self.weight
+            local = local * self.weight
+        per = np.broadcast_to(per, x.shape)
+        return per, lambda u: u * local, per.size, x.dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# Regression
+
+
+class _Elementwise(_Loss):
+    """Losses of ``d = input - target``, element by element."""
+
+    def _forward(self, input, target):
+        x = self._input(input)
+        d = x.astype(np.float64) - self._same_shape_target(target, x)
+        per, local = self._of(d)
+        return per, lambda u: u * local, per.size, x.dtype
+
+
+class MSELoss(_Elementwise):
+    """Mean (or summed) squared error ``(input - target)**2`` (``torch.nn.MSELoss``)."""
+
+    def _of(self, d):
+        return d * d, 2 * d
+
+
+class L1Loss(_Elementwise):
+    """Absolute error ``|input - target|`` (``torch.nn.L1Loss``; gradient sign(d), 0 at 0)."""
+
+    def _of(self, d):
+        return np.abs(d), np.sign(d)
+
+
+class SmoothL1Loss(_Elementwise):
+    """``0.5 d**2 / beta`` where ``|d| < beta``, ``|d| - 0.5 beta`` elsewhere
+    (``torch.nn.SmoothL1Loss``; ``beta=0`` is L1)."""
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0):
+        super().__init__(reduction)
+        self.beta = check_number(beta, "beta", self._what, minimum=0.0)
+
+    def _config(self):
+        return {"reduction": self.reduction, "beta": self.beta}
+
+    def _of(self, d):
+        a, b = np.abs(d), self.beta
+        if b == 0:
+            return a, np.sign(d)
+        small = a < b
+        return np.where(small, 0.5 * d * d / b, a - 0.5 * b), np.where(small, d / b, np.sign(d))
+
+
+class HuberLoss(_Elementwise):
+    """``0.5 d**2`` where ``|d| < delta``, ``delta (|d| - 0.5 delta)`` elsewhere
+    (``torch.nn.HuberLoss``; ``delta`` times SmoothL1 with ``beta=delta``)."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0):
+        super().__init__(reduction)
+        self.delta = check_number(delta, "delta", self._what, minimum=0.0, low_open=True)
+
+    def _config(self):
+        return {"reduction": self.reduction, "delta": self.delta}
+
+    def _of(self, d):
+        a, c = np.abs(d), self.delta
+        small = a < c
+        return np.where(small, 0.5 * d * d, c * (a - 0.5 * c)), np.where(small, d, c * np.sign(d))
+
+
+__all__ = ["CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss", "BCELoss", "MSELoss", "L1Loss", "SmoothL1Loss",
+           "HuberLoss"]

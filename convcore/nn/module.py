@@ -143,6 +143,14 @@ def check_input(x, name: str, layer: "Module", ndim: int | tuple[int, ...] | Non
     return x
 
 
+def _names_dtype(text: str) -> bool:
+    try:
+        np.dtype(text)
+    except TypeError:
+        return False
+    return True
+
+
 class Module:
     """Base class of every layer, container and model.
 
@@ -254,6 +262,10 @@ class Module:
         ``grad`` has the shape of the forward's output (a tuple of arrays, or None for an output
         without gradient, when the forward returned a tuple).
         """
+        if isinstance(grad, (int, float, np.number)) and not isinstance(grad, bool):
+            raise TypeError(f"{type(self).__name__}.backward: grad must be the gradient array of the output, not a "
+                            f"number (received {grad!r}); with a loss, pass loss.backward(): "
+                            "model.backward(loss.backward())")
         record = getattr(self._calls, "last", None)
         if record is None or record is _record.NO_GRAD:
             why = ("its last forward in this thread ran under convcore.no_grad(), which records nothing"
@@ -419,6 +431,43 @@ class Module:
                 if np.issubdtype(np.asarray(b).dtype, np.floating):
                     m._buffers[k] = np.asarray(b).astype(dtype)
         return self
+
+    def to(self, *args, dtype=None, device=None) -> "Module":
+        """torch's ``model.to(...)``: ``to(np.float64)``, ``to("float32")``, ``to(dtype=...)``
+        convert every parameter and floating buffer (see ``astype``); ``to("cpu")`` (the only
+        device) changes nothing. Returns self.
+
+        Raises
+        ------
+        TypeError
+            A dtype other than float32/float64, or a device other than "cpu".
+        """
+        for a in args:
+            if isinstance(a, str) and not _names_dtype(a):
+                device = a
+            elif dtype is None:
+                dtype = a
+            else:
+                raise TypeError(f"to() takes one dtype and/or the device 'cpu'; received {args!r}")
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise TypeError(f"to(): convcore runs on the CPU only; received device={device!r}")
+        if dtype is None:
+            return self
+        try:
+            target = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"to(): dtype must be float32 or float64; received dtype={dtype!r}") from None
+        if target not in FLOAT_DTYPES:
+            raise TypeError(f"to(): dtype must be float32 or float64; received dtype={target}")
+        return self.astype(target)
+
+    def float(self) -> "Module":
+        """Convert to float32 (``to(np.float32)``); returns self."""
+        return self.to(np.float32)
+
+    def double(self) -> "Module":
+        """Convert to float64 (``to(np.float64)``); returns self."""
+        return self.to(np.float64)
 
     # -- description -----------------------------------------------------------------------------
     def get_config(self) -> dict:
