@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from . import _backend, ops
-from . import nn, functional, optim, metrics, datasets, models, adversarial
+from . import nn, functional, optim, metrics, datasets, models, adversarial, callbacks, data, transforms
 from ._grad_mode import is_grad_enabled, no_grad
 from ._random import manual_seed
 from .serialization import ModelFileError, load, save
@@ -84,6 +84,9 @@ __all__ = [
     "datasets",
     "models",
     "adversarial",
+    "callbacks",
+    "data",
+    "transforms",
     "fit",
     "evaluate",
     "predict",

