@@ -537,8 +537,8 @@ def fit(model: Module, loss, optimizer, x, y=None, epochs: int = 1, batch_size: 
                         raise TypeError(f"{what}: batch {b} has no target; batches must be (x, y) or (x, y, w)")
                     if len(yb) != len(xb):
                         raise ValueError(f"{what}: batch {b} has {len(xb)} inputs and {len(yb)} targets")
-                    if wb is None and class_weight is not None and not _is_arrays(x):
-                        wb = _weights(yb, None, class_weight, len(xb), what)
+                    if class_weight is not None and not _is_arrays(x):   # arrays got theirs up front
+                        wb = _weights(yb, wb, class_weight, len(xb), what)
                     _check_finite_batch(xb, yb, epoch, b, what)
                     _dispatch(cbs, "on_batch_begin", b, {"size": len(xb)})
                     optimizer.zero_grad()
@@ -547,8 +547,9 @@ def fit(model: Module, loss, optimizer, x, y=None, epochs: int = 1, batch_size: 
                     model.backward(grad, need_input_grad=False)
                     try:
                         optimizer.step()
-                    except FloatingPointError as exc:
-                        raise FloatingPointError(f"{exc} (epoch {epoch}, batch {b})") from exc
+                    except FloatingPointError as exc:   # the batch was checked: the model diverged
+                        raise FloatingPointError(f"{exc} At epoch {epoch}, batch {b}, whose inputs are finite: "
+                                                 "lower the learning rate.") from exc
                     total_loss += value * len(xb)
                     seen += len(xb)
                     if classification is None:

@@ -304,3 +304,32 @@ def test_report_max_errors():
     """Not a check: prints the worst float64 errors seen above (pytest -s shows them)."""
     for (name, what), v in sorted(MAX_ERR.items()):
         print(f"{name:24s} {what:14s} {v:.2e}")
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nn.LayerNorm(6, dtype=np.float64), (3, 6)),
+    (lambda: nn.GroupNorm(2, 4, dtype=np.float64), (2, 4, 3, 3)),
+    (lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect", dtype=np.float64), (2, 2, 5, 5)),
+    (lambda: nn.BatchNorm1d(4, dtype=np.float64), (5, 4)),
+])
+def test_need_based_backward_of_parameter_layers(make, shape, rng):
+    """Frozen: no parameter gradient; first layer: no input gradient; both: no backward call at all."""
+    x = rng.standard_normal(shape)
+    layer = make()
+    model = nn.Sequential(layer, nn.GELU())
+    y = model(x)
+    assert model.backward(np.ones_like(y)) is None
+    assert all(p.grad is not None for p in layer.parameters())
+    model.zero_grad()
+    layer.freeze()
+    y = model(x)
+    gx = model.backward(np.ones_like(y), need_input_grad=True)
+    assert gx.shape == x.shape and all(p.grad is None for p in layer.parameters())
+    calls = []
+    real = type(layer).backward
+    type(layer).backward = lambda self, *a: calls.append(1) or real(self, *a)
+    try:
+        model(x)
+        assert model.backward(np.ones_like(y)) is None and calls == []   # a frozen first layer is not visited
+    finally:
+        type(layer).backward = real

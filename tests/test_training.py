@@ -299,7 +299,7 @@ def test_fit_errors_say_what_to_do(small_digits):
                                         r"model.backward\(loss.backward\(\)\)"):
         model(x[:2])
         model.backward(loss(model(x[:2]), y[:2]))
-    with pytest.raises(FloatingPointError, match=r"diverged .*\(epoch 0, batch 0\)"):
+    with pytest.raises(FloatingPointError, match=r"diverged .*At epoch 0, batch 0, whose inputs are finite"):
         convcore.fit(model, loss, optim.SGD(model.parameters(), lr=1e38), x * 1e30, y, verbose=0)
     with pytest.raises(ValueError, match="fit: batch_size must be >= 1; received batch_size=0"):
         convcore.fit(model, loss, opt, x, y, batch_size=0)

@@ -171,7 +171,8 @@ class Optimizer:
         if not np.isfinite(p.grad).all():
             raise FloatingPointError(
                 f"{what}: the gradient of params[{i}] (shape {p.shape}) is not finite (NaN or inf), so its update "
-                "would be; nothing was changed. The loss or the input batch probably holds NaN or inf."
+                "would be; nothing was changed. Either the input batch or the loss holds NaN or inf, or the "
+                f"training diverged earlier (lr={group['lr']}) and the model's values overflow."
             )
         raise FloatingPointError(
             f"{what}: the update of params[{i}] (shape {p.shape}) is not finite; the training diverged "
