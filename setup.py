@@ -83,6 +83,14 @@ def _openmp_flags(compiler):
 
 class BuildExt(build_ext):
     def build_extensions(self):
+        # A SIMDe build and a native one compile the same sources differently: never reuse the
+        # other flavour's objects or modules left in build/ (setuptools only compares timestamps).
+        flavour = "simde" if _flag("CONVCORE_SIMDE") else "native"
+        marker = Path(self.build_temp, "convcore-gemm-flavour")
+        if not marker.exists() or marker.read_text() != flavour:
+            self.force = True
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(flavour)
         unix = self.compiler.compiler_type != "msvc"
         openmp = _openmp_flags(self.compiler)
         compile_args, link_args = [], []

@@ -59,3 +59,28 @@ def run_planes(kernel, split, args, nthreads: int, elements: int) -> list:
     finally:
         results = [f.result() for f in futures]  # never leave a worker writing after we return
     return [first, *results]
+
+
+def run_blocks(kernel, split, args, nthreads: int, elements: int, blocks: int) -> list:
+    """Run ``kernel(*[a[lo:hi] for a in split], *args)`` on ``blocks`` contiguous ranges of planes
+    fixed by the plane count alone, spread over up to ``nthreads`` threads; returns the results in
+    range order. For reductions (weight gradients): summing the results in that order gives the
+    same bits whatever the thread count, where ``run_planes`` would round differently with it."""
+    planes = split[0].shape[0]
+    blocks = max(1, min(blocks, planes))
+    bounds = [planes * i // blocks for i in range(blocks + 1)]
+    nthreads = max(1, min(nthreads, blocks, elements // MIN_ELEMENTS_PER_THREAD))
+
+    def run(first: int, last: int) -> list:
+        return [kernel(*[a[bounds[b] : bounds[b + 1]] for a in split], *args) for b in range(first, last)]
+
+    if nthreads == 1:
+        return run(0, blocks)
+    edges = [blocks * i // nthreads for i in range(nthreads + 1)]
+    pool = _workers(nthreads - 1)
+    futures = [pool.submit(run, edges[i], edges[i + 1]) for i in range(1, nthreads)]
+    try:
+        first = run(edges[0], edges[1])
+    finally:
+        rest = [f.result() for f in futures]  # never leave a worker writing after we return
+    return first + [r for part in rest for r in part]

@@ -229,7 +229,8 @@ def test_plan_chooses_where_each_strategy_wins():
     assert pick(geo(32, 5, 1, 5), 64) == "fused_im2col"                          # padding beyond reach
     assert pick(geo(256, 1, 1, 0), 256) == "blas_pointwise"                      # pointwise
     assert pick(geo(256, 1, 1, 0), 256, pass_="grad_weight") == "blas_batched"
-    assert pick(l1, 32) == "fused_unfolded"                                      # L1 forward: 32 outputs
+    assert pick(l1, 32) == "fused_im2col"                                        # L1 forward: depth 1*5
+    assert pick(l1, 32, pass_="grad_weight") == "fused_unfolded"
     assert pick(l1, 32, pass_="grad_input") == "fused_im2col"                    # ...its gradient: 1 output
     assert pick(l1, 32, dtype=np.float64) == "blas_batched"                      # on BLAS: too thin
     assert pick(geo(3, 10, 1, 0, 256), 16, isa="portable") == "blas_banded"      # many positions
@@ -511,6 +512,24 @@ def test_results_do_not_depend_on_thread_count(rng):
         convcore.set_num_threads(n)
         out, idx = ops.max_pool2d(x, 3, 2, 1)
         results.append((out, idx, ops.max_pool2d_backward(out, idx, x.shape), ops.im2col(x, 3, 1, 1)))
+    convcore.set_num_threads(None)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("stride", [1, 2], ids=["unfolded", "im2col"])
+def test_fused_convolutions_are_bitwise_independent_of_thread_count(stride, rng):
+    """Forward and both gradients, float32 fused: the same bits with 1, 2 or 3 threads (weight
+    gradients sum a fixed number of image blocks, not one partial per thread)."""
+    x = rng.standard_normal((13, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal(ops.conv_output_shape(x.shape, w.shape, stride, 1)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        convcore.set_num_threads(n)
+        with _conv_plan.force(all="fused_unfolded" if stride == 1 else "fused_im2col"):
+            results.append((ops.conv2d(x, w, None, stride, 1), *ops.conv2d_backward(gy, x, w, stride, 1)[:2]))
     convcore.set_num_threads(None)
     for other in results[1:]:
         for a, b in zip(results[0], other):

@@ -10,6 +10,9 @@
 # C. ``sgemm`` and ``sgemm_nt`` below are the Python entry points (ops.matmul, tests); ``isa``
 #    lets tests run one descriptor without changing the active one.
 
+import threading
+import time
+
 import numpy as np
 
 cdef extern from "gemm/cc_gemm.h" nogil:
@@ -22,12 +25,14 @@ cdef extern from "gemm/cc_gemm.h" nogil:
                    int trans, float* Ap)
     void cc_sgemm(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* Ap,
                   const float* B, Py_ssize_t ldb, int trans_b, float* C, Py_ssize_t ldc, int acc, float* Bp)
+    double cc_fma_loop(const cc_gemm_desc* d, long iters)
     void cc_sgemm_nt(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
                      Py_ssize_t lda, const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc, int acc)
 
 LEVELS = ("portable", "avx2", "avx512")
 
 cdef const cc_gemm_desc* _active = cc_gemm_select(len(LEVELS) - 1)
+
 
 
 cdef const cc_gemm_desc* active() noexcept nogil:
@@ -123,3 +128,42 @@ def sgemm_nt(const float[:, ::1] a,   # IN  (M, K)
     with nogil:
         gemm_nt(d, c.shape[0], c.shape[1], a.shape[1], &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
                 &c[0, 0], c.shape[1], accumulate)
+
+
+def fma_peak(isa=None, int threads=1, double seconds=0.2):
+    """Measured FMA throughput, GFLOP/s, of ``threads`` threads each running independent FMA
+    chains of ``isa``'s full vector width (default: the active micro-kernel's ISA) at once: the
+    ceiling a GEMM on these cores can approach. About ``seconds`` per try, best of three."""
+    cdef const cc_gemm_desc* d = _desc(isa)
+    cdef long iters = 1 << 14
+    while True:   # calibrate the step count on one thread
+        t0 = time.perf_counter()
+        with nogil:
+            cc_fma_loop(d, iters)
+        elapsed = time.perf_counter() - t0
+        if elapsed > seconds / 8 or iters > (1 << 40):
+            break
+        iters *= 2
+    iters = max(1, <long>(iters * seconds / max(elapsed, 1e-9)))
+    best = 0.0
+    for _ in range(3):
+        start = threading.Barrier(threads + 1)
+        done = []
+        pool = [threading.Thread(target=_fma_worker, args=(isa, iters, start, done)) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        start.wait()
+        t0 = time.perf_counter()
+        for t in pool:
+            t.join()
+        best = max(best, sum(done) / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _fma_worker(isa, long iters, start, done):
+    cdef const cc_gemm_desc* d = _desc(isa)
+    cdef double flops
+    start.wait()
+    with nogil:
+        flops = cc_fma_loop(d, iters)
+    done.append(flops)

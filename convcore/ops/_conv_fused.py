@@ -2,7 +2,9 @@
 
 Each kernel runs serially on the images it is given, reading the active micro-kernel's descriptor
 once; here the batch is split over convcore's own threads (``_threads.run_planes``: images per
-thread, each call with its own scratch and its own packed copy of the weights). No BLAS call.
+thread, each call with its own scratch and its own packed copy of the weights). Weight gradients
+are summed over a fixed number of image blocks (``plan.partials``, ``_threads.run_blocks``), so
+their bits do not depend on the thread count. No BLAS call.
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ def grad_input(gy, weight, geo: Geometry, gx, plan: Plan) -> None:
 def grad_weight(gy, x, geo: Geometry, gw, plan: Plan) -> None:
     f, c, kh, kw = gw.shape
     if plan.strategy == "fused_unfolded":
-        parts = _threads.run_planes(kernels().conv_unfolded_grad_weight, [x, gy],
+        parts = _threads.run_blocks(kernels().conv_unfolded_grad_weight, [x, gy],
                                     (kh, kw, geo.pt, geo.pl, geo.dh, geo.dw, plan.band_bytes, plan.dot_min_positions),
-                                    get_num_threads(), gy.size * c * kw)
+                                    get_num_threads(), gy.size * c * kw, plan.partials)
         gw[...] = sum(parts).reshape(kh, f, c, kw).transpose(1, 2, 0, 3)
         return
-    parts = _threads.run_planes(kernels().conv_im2col_grad_weight, [x, gy],
+    parts = _threads.run_blocks(kernels().conv_im2col_grad_weight, [x, gy],
                                 (*geo.window, plan.band_bytes, plan.dot_min_positions), get_num_threads(),
-                                gy.size * c * kh * kw)
+                                gy.size * c * kh * kw, plan.partials)
     gw[...] = sum(parts).reshape(gw.shape)

@@ -46,13 +46,20 @@ VECTOR_ISAS = ("avx2", "avx512")
 # Thresholds, each measured (numbers: AVX2 EPYC, 2 threads, unless said otherwise).
 FUSED_MIN_CHANNELS = 8        # fused GEMM rows (forward: F; input gradient: C or F) below this fill
                               # too little of a register tile (L1's input gradient, 32 -> 1: BLAS)
+FUSED_UNFOLD_MIN_DEPTH = 16    # fused_unfolded forward / input gradient: GEMM depth C*KW (or F*KW)
+                              # below this makes KH thin GEMMs re-reading C; im2col's one deeper GEMM
+                              # wins (L1 forward, depth 5: 0.69 vs 1.1 ms AVX-512, 0.69 vs 0.87 AVX2;
+                              # this Zen 5)
 FUSED_BAND_BYTES = 512 * 1024  # fused: unfolded rows / columns of one band, about a core's L2 share
 DOT_MIN_POSITIONS = 512       # fused weight gradient: bands this long take dot products, shorter
-                              # ones the packed GEMM (L2, 196 positions: 13 vs 39 ms; S1, 1976:
-                              # 42 ms as dot products vs 89 packed)
+                              # ones the packed GEMM (AVX2: L2, 196 positions: 13 vs 39 ms; S1,
+                              # 1976: 42 ms as dot products vs 89 packed; AVX-512 alike: V1 33-36
+                              # vs 52, L1 0.6 vs 3.1, this Zen 5)
 BLAS_BAND_BYTES = 2 * 2**20   # blas_banded: columns of one band (numpy's GEMM wants wider bands)
 BATCHED_MAX_P = 2048          # blas_batched up to this many positions per image, banded beyond
 UNFOLD_MIN_ROWS = 32          # blas_unfolded: min(C, F) * KW rows, so BLAS runs at speed
+GRAD_WEIGHT_PARTIALS = 8      # fused weight gradients: partial sums over this many image blocks,
+                              # whatever the thread count (same bits with 1 or 2 threads)
 CHUNK_BYTES = 4 * 2**20       # BLAS chunks of images stay this small (cache-resident columns: 5-20%
                               # faster on L1/L2 than the 32 MiB workspace budget)
 
@@ -66,6 +73,7 @@ class Plan:
     band_bytes: int = FUSED_BAND_BYTES
     chunk_bytes: int = CHUNK_BYTES
     dot_min_positions: int = DOT_MIN_POSITIONS
+    partials: int = GRAD_WEIGHT_PARTIALS
 
 
 def is_pointwise(geo: Geometry) -> bool:
@@ -96,10 +104,12 @@ def usable(strategy: str, geo: Geometry, dtype, groups: int, backend: str) -> bo
 def _default(geo: Geometry, f: int, dtype, groups: int, isa: str, pass_: str, backend: str) -> str:
     fused = np.dtype(dtype) == np.float32 and backend == "cython" and isa in VECTOR_ISAS and groups == 1
     c = geo.c
-    # Rows of the fused GEMM: the forward's output channels; the flipped convolution's (input
-    # gradient, unfolded) input channels; the im2col input gradient's depth, the filters.
+    # Rows of the fused unfolded GEMM: the forward's output channels, or the flipped convolution's
+    # (input gradient) input channels; its depth the other count times KW. The im2col input
+    # gradient's depth is the filters.
     if fused and width_geometry(geo, groups):
-        if pass_ == "grad_weight" or (f if pass_ == "forward" else c) >= FUSED_MIN_CHANNELS:
+        rows, depth = (f, c) if pass_ == "forward" else (c, f)
+        if pass_ == "grad_weight" or (rows >= FUSED_MIN_CHANNELS and depth * geo.kw >= FUSED_UNFOLD_MIN_DEPTH):
             return "fused_unfolded"
     if not fused and width_geometry(geo, groups) and geo.kh > 1 and min(c, f) * geo.kw >= UNFOLD_MIN_ROWS:
         return "blas_unfolded"

@@ -38,6 +38,28 @@ static inline __mmask16 lanes(ptrdiff_t n) {
     return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
 }
 
+/* Loads and stores of lanes [0, n) only (``m`` == lanes(n)): opmask instructions natively. SIMDe
+ * (0.8) emulates them with full 16-lane accesses, and its _mm512_mask_storeu_ps writes zeros to
+ * the unmasked lanes, so the emulated build goes through a stack buffer instead. */
+#if EMULATED
+#include <string.h>
+static inline __m512 load_lanes(__mmask16 m, ptrdiff_t n, const float* p) {
+    float t[16] = {0.0f};
+    (void)m;
+    memcpy(t, p, (size_t)n * sizeof(float));
+    return _mm512_loadu_ps(t);
+}
+static inline void store_lanes(float* p, __mmask16 m, ptrdiff_t n, __m512 v) {
+    float t[16];
+    (void)m;
+    _mm512_storeu_ps(t, v);
+    memcpy(p, t, (size_t)n * sizeof(float));
+}
+#else
+#define load_lanes(m, n, p) _mm512_maskz_loadu_ps((m), (p))
+#define store_lanes(p, m, n, v) _mm512_mask_storeu_ps((p), (m), (v))
+#endif
+
 /* One instantiation per (rows, nv): ``rows`` of the 12-row panel and ``nv`` zmm columns (16 or 32
  * floats); both are constants at every call site, so the loops unroll into registers. */
 static inline __attribute__((always_inline)) TARGET
@@ -58,15 +80,16 @@ void tile(const int rows, const int nv, ptrdiff_t kc, const float* a, const floa
             if (nv == 2) c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
         }
     }
-    __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16 > 0 ? nr - 16 : 0);
+    const ptrdiff_t n0 = nr < 16 ? nr : 16, n1 = nr > 16 ? nr - 16 : 0;   /* valid lanes per zmm */
+    const __mmask16 m0 = lanes(n0), m1 = lanes(n1);
     for (int r = 0; r < rows; r++) {
         if (r >= mr) break;
         float* cr = C + r * ldc;
-        if (acc) c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
-        _mm512_mask_storeu_ps(cr, m0, c0[r]);
+        if (acc) c0[r] = _mm512_add_ps(c0[r], load_lanes(m0, n0, cr));
+        store_lanes(cr, m0, n0, c0[r]);
         if (nv == 2) {
-            if (acc) c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
-            _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+            if (acc) c1[r] = _mm512_add_ps(c1[r], load_lanes(m1, n1, cr + 16));
+            store_lanes(cr + 16, m1, n1, c1[r]);
         }
     }
 }
@@ -107,13 +130,27 @@ TARGET static void sgemm_nt(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* 
             __m512 s[4][4];
             for (int r = 0; r < 4; r++)
                 for (int c = 0; c < 4; c++) s[r][c] = _mm512_setzero_ps();
-            for (ptrdiff_t k = 0; k < K; k += 16) {
-                __mmask16 m = k < k16 ? (__mmask16)0xFFFFu : tail;
-                __m512 bv[4];
-                for (int c = 0; c < 4; c++) bv[c] = _mm512_maskz_loadu_ps(m, b[c] + k);
+            for (ptrdiff_t k = 0; k < k16; k += 16) {
+                __m512 b0 = _mm512_loadu_ps(b[0] + k), b1 = _mm512_loadu_ps(b[1] + k);
+                __m512 b2 = _mm512_loadu_ps(b[2] + k), b3 = _mm512_loadu_ps(b[3] + k);
                 for (int r = 0; r < 4; r++) {
-                    __m512 ar = _mm512_maskz_loadu_ps(m, a[r] + k);
-                    for (int c = 0; c < 4; c++) s[r][c] = _mm512_fmadd_ps(ar, bv[c], s[r][c]);
+                    __m512 ar = _mm512_loadu_ps(a[r] + k);
+                    s[r][0] = _mm512_fmadd_ps(ar, b0, s[r][0]);
+                    s[r][1] = _mm512_fmadd_ps(ar, b1, s[r][1]);
+                    s[r][2] = _mm512_fmadd_ps(ar, b2, s[r][2]);
+                    s[r][3] = _mm512_fmadd_ps(ar, b3, s[r][3]);
+                }
+            }
+            if (k16 < K) {   /* the last K % 16 positions: one masked step */
+                const ptrdiff_t n = K - k16;
+                __m512 b0 = load_lanes(tail, n, b[0] + k16), b1 = load_lanes(tail, n, b[1] + k16);
+                __m512 b2 = load_lanes(tail, n, b[2] + k16), b3 = load_lanes(tail, n, b[3] + k16);
+                for (int r = 0; r < 4; r++) {
+                    __m512 ar = load_lanes(tail, n, a[r] + k16);
+                    s[r][0] = _mm512_fmadd_ps(ar, b0, s[r][0]);
+                    s[r][1] = _mm512_fmadd_ps(ar, b1, s[r][1]);
+                    s[r][2] = _mm512_fmadd_ps(ar, b2, s[r][2]);
+                    s[r][3] = _mm512_fmadd_ps(ar, b3, s[r][3]);
                 }
             }
             for (ptrdiff_t r = 0; r < mr; r++)
@@ -126,8 +163,26 @@ TARGET static void sgemm_nt(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* 
     }
 }
 
-const cc_gemm_desc cc_desc_avx512 = {"avx512", CC_ISA_AVX512, MR, NR, 256, 384, 128, EMULATED, ukernel, sgemm_nt};
+/* 24 independent zmm FMA chains, as many as the GEMM tile keeps. */
+TARGET static double fma_loop(long iters) {
+    __m512 x = _mm512_set1_ps(1.0001f), y = _mm512_set1_ps(0.9999f), a[24];
+    for (int j = 0; j < 24; j++) a[j] = _mm512_set1_ps((float)j);
+    for (long i = 0; i < iters; i++) {
+        _Pragma("GCC unroll 24")
+        for (int j = 0; j < 24; j++) a[j] = _mm512_fmadd_ps(a[j], x, y);
+    }
+    float t[16];
+    __m512 s = a[0];
+    for (int j = 1; j < 24; j++) s = _mm512_add_ps(s, a[j]);
+    _mm512_storeu_ps(t, s);
+    volatile float sink = t[0];
+    (void)sink;
+    return 24.0 * 32.0 * iters;
+}
+
+const cc_gemm_desc cc_desc_avx512 = {"avx512", CC_ISA_AVX512, MR, NR, 256, 384, 128, EMULATED, ukernel, sgemm_nt,
+                                     fma_loop};
 
 #else  /* no AVX-512 kernels in this build: never selected */
-const cc_gemm_desc cc_desc_avx512 = {"avx512", CC_ISA_AVX512, 12, 32, 256, 384, 128, 0, 0, 0};
+const cc_gemm_desc cc_desc_avx512 = {"avx512", CC_ISA_AVX512, 12, 32, 256, 384, 128, 0, 0, 0, 0};
 #endif

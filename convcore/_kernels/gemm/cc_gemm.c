@@ -37,8 +37,18 @@ static void sgemm_nt_portable(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float
         }
 }
 
+static double fma_loop_portable(long iters) {
+    float a[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    volatile float sink;
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 8; j++) a[j] = a[j] * 1.0001f + 0.9999f;
+    sink = a[0] + a[7];
+    (void)sink;
+    return 16.0 * iters;
+}
+
 const cc_gemm_desc cc_desc_portable = {
-    "portable", CC_ISA_PORTABLE, P_MR, P_NR, 256, 384, 128, 0, ukernel_portable, sgemm_nt_portable,
+    "portable", CC_ISA_PORTABLE, P_MR, P_NR, 256, 384, 128, 0, ukernel_portable, sgemm_nt_portable, fma_loop_portable,
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -177,4 +187,8 @@ void cc_sgemm(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, cons
 void cc_sgemm_nt(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* A, ptrdiff_t lda,
                  const float* B, ptrdiff_t ldb, float* C, ptrdiff_t ldc, int acc) {
     d->sgemm_nt(M, N, K, A, lda, B, ldb, C, ldc, acc);
+}
+
+double cc_fma_loop(const cc_gemm_desc* d, long iters) {
+    return d->fma_loop(iters);
 }

@@ -34,6 +34,10 @@ typedef void (*cc_ukernel_fn)(ptrdiff_t kc, const float* a, const float* b, ptrd
 typedef void (*cc_sgemm_nt_fn)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* A, ptrdiff_t lda,
                                const float* B, ptrdiff_t ldb, float* C, ptrdiff_t ldc, int acc);
 
+/* ``iters`` steps of independent FMA chains filling the register file, the kernel's ISA at full
+ * width: returns the flops done (``convcore bench``'s FMA peak). */
+typedef double (*cc_fma_loop_fn)(long iters);
+
 typedef struct cc_gemm_desc {
     const char* name;       /* "portable", "avx2", "avx512" */
     int level;              /* CC_ISA_* below */
@@ -43,6 +47,7 @@ typedef struct cc_gemm_desc {
     int emulated;           /* 1 when the intrinsics are SIMDe's portable emulation (test builds) */
     cc_ukernel_fn ukernel;
     cc_sgemm_nt_fn sgemm_nt;
+    cc_fma_loop_fn fma_loop;
 } cc_gemm_desc;
 
 enum { CC_ISA_PORTABLE = 0, CC_ISA_AVX2 = 1, CC_ISA_AVX512 = 2 };
@@ -68,7 +73,8 @@ void cc_pack_a(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t K, const float* A, 
 void cc_sgemm(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* Ap, const float* B,
               ptrdiff_t ldb, int trans_b, float* C, ptrdiff_t ldc, int acc, float* Bp);
 
-/* d->sgemm_nt, for callers that see the descriptor as an opaque struct. */
+/* d->sgemm_nt and d->fma_loop, for callers that see the descriptor as an opaque struct. */
+double cc_fma_loop(const cc_gemm_desc* d, long iters);
 void cc_sgemm_nt(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* A, ptrdiff_t lda,
                  const float* B, ptrdiff_t ldb, float* C, ptrdiff_t ldc, int acc);
 
