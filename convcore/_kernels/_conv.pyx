@@ -273,7 +273,8 @@ def sum_rows_to_nchw(const floating[:, :, :, :, ::1] parts,  # IN  (KH, F, OH, M
 # its own copy of the weights, with the descriptor it read once at entry. The band budget and the
 # weight gradient's dot-product threshold come from the caller's plan (``ops._conv_plan``).
 
-from ._gemm cimport cc_gemm_desc, active, packed_a_size, packed_b_size, pack_a, gemm, gemm_nt
+from ._gemm cimport (cc_gemm_desc, active, packed_a_size, packed_b_size, packed_b_all_size, pack_a, pack_b_all,
+                     gemm, gemm_nt, gemm_prepacked)
 
 
 cdef inline Py_ssize_t _band_rows(Py_ssize_t budget, Py_ssize_t rows, Py_ssize_t OW, Py_ssize_t reach,
@@ -332,7 +333,9 @@ cdef void _grad_weight_image(const cc_gemm_desc* d, const float* x, Py_ssize_t C
     # acc (KH, F, C*KW) += this image's weight gradient, band after band of output rows: for each
     # kernel row, dY's band rows times the unfolded rows, both contiguous along the band's
     # positions. Bands of at least ``dot_min`` positions take dot products (no packing); shorter
-    # ones the packed GEMM, which pays less per output there.
+    # ones the packed GEMM, which pays less per output there: dY's band packed once as A, the
+    # whole unfolded band packed once as B^T, and kernel row ki reads its rows from ki*dh*OW on
+    # (packing B per kernel row cost KH times as much).
     cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1), P = OH * OW, oy0 = 0, bh, ki
     while oy0 < OH:
         bh = OH - oy0 if OH - oy0 < band else band
@@ -343,9 +346,10 @@ cdef void _grad_weight_image(const cc_gemm_desc* d, const float* x, Py_ssize_t C
                         acc + ki * F * rows, rows, 1)
         else:
             pack_a(d, F, bh * OW, gy + oy0 * OW, P, 0, apack)
+            pack_b_all(d, (bh + reach) * OW, rows, low, (bh + reach) * OW, 1, bpack)
             for ki in range(kh):
-                gemm(d, F, rows, bh * OW, apack, low + ki * dh * OW, (bh + reach) * OW, 1,
-                     acc + ki * F * rows, rows, 1, bpack)
+                gemm_prepacked(d, F, rows, bh * OW, apack, bpack, (bh + reach) * OW, ki * dh * OW,
+                               acc + ki * F * rows, rows, 1)
         oy0 += bh
 
 
@@ -388,7 +392,8 @@ def conv_unfolded_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
     cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1)
     cdef Py_ssize_t band = _band_rows(band_bytes, rows, OW, reach, OH), low_size = rows * (band + reach) * OW
     cdef Py_ssize_t a_size = packed_a_size(d, F, band * OW), i
-    cdef float[::1] scratch = np.empty(low_size + a_size + packed_b_size(d), dtype=np.float32)
+    cdef Py_ssize_t b_size = packed_b_all_size(d, (band + reach) * OW, rows)
+    cdef float[::1] scratch = np.empty(low_size + a_size + b_size, dtype=np.float32)
     acc_arr = np.zeros((kh, F, rows), dtype=np.float32)
     cdef float[:, :, ::1] acc = acc_arr
     with nogil:

@@ -26,6 +26,11 @@ cdef extern from "gemm/cc_gemm.h" nogil:
     void cc_sgemm(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* Ap,
                   const float* B, Py_ssize_t ldb, int trans_b, float* C, Py_ssize_t ldc, int acc, float* Bp)
     double cc_fma_loop(const cc_gemm_desc* d, long iters)
+    Py_ssize_t cc_packed_b_all_size(const cc_gemm_desc* d, Py_ssize_t K, Py_ssize_t N)
+    void cc_pack_b_all(const cc_gemm_desc* d, Py_ssize_t K, Py_ssize_t N, const float* B, Py_ssize_t ldb,
+                       int trans, float* Bp)
+    void cc_sgemm_prepacked(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* Ap,
+                            const float* Bp, Py_ssize_t kp, Py_ssize_t k_off, float* C, Py_ssize_t ldc, int acc)
     void cc_sgemm_nt(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
                      Py_ssize_t lda, const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc, int acc)
 
@@ -62,6 +67,21 @@ cdef void gemm_nt(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t 
                   Py_ssize_t lda, const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc,
                   bint acc) noexcept nogil:
     cc_sgemm_nt(d, M, N, K, A, lda, B, ldb, C, ldc, acc)
+
+
+cdef Py_ssize_t packed_b_all_size(const cc_gemm_desc* d, Py_ssize_t K, Py_ssize_t N) noexcept nogil:
+    return cc_packed_b_all_size(d, K, N)
+
+
+cdef void pack_b_all(const cc_gemm_desc* d, Py_ssize_t K, Py_ssize_t N, const float* B, Py_ssize_t ldb,
+                     bint trans, float* Bp) noexcept nogil:
+    cc_pack_b_all(d, K, N, B, ldb, trans, Bp)
+
+
+cdef void gemm_prepacked(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* Ap,
+                         const float* Bp, Py_ssize_t kp, Py_ssize_t k_off, float* C, Py_ssize_t ldc,
+                         bint acc) noexcept nogil:
+    cc_sgemm_prepacked(d, M, N, K, Ap, Bp, kp, k_off, C, ldc, acc)
 
 
 def cpu_isa():

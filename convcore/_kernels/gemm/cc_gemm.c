@@ -184,6 +184,34 @@ void cc_sgemm(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, cons
     }
 }
 
+ptrdiff_t cc_packed_b_all_size(const cc_gemm_desc* d, ptrdiff_t K, ptrdiff_t N) {
+    return K * ((N + d->nr - 1) / d->nr) * d->nr;
+}
+
+void cc_pack_b_all(const cc_gemm_desc* d, ptrdiff_t K, ptrdiff_t N, const float* B, ptrdiff_t ldb, int trans,
+                   float* Bp) {
+    pack_b(d->nr, K, N, B, ldb, trans, 0, 0, Bp);
+}
+
+/* ``kp``: the rows of each packed panel (the K given to cc_pack_b_all); panel j starts at
+ * Bp + j*kp*NR and its row k at + k*NR. */
+void cc_sgemm_prepacked(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* Ap,
+                        const float* Bp, ptrdiff_t kp, ptrdiff_t k_off, float* C, ptrdiff_t ldc, int acc) {
+    const ptrdiff_t MR = d->mr, NR = d->nr, KC = d->kc;
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {
+        ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;
+        int add = acc || k0 > 0;
+        for (ptrdiff_t j = 0; j < N; j += NR) {
+            ptrdiff_t nr = N - j < NR ? N - j : NR;
+            const float* b = Bp + (j / NR) * kp * NR + (k_off + k0) * NR;
+            for (ptrdiff_t p = 0; p < M; p += MR) {
+                ptrdiff_t mr = M - p < MR ? M - p : MR;
+                d->ukernel(kc, Ap + p * K + k0 * MR, b, NR, C + p * ldc + j, ldc, add, mr, nr);
+            }
+        }
+    }
+}
+
 void cc_sgemm_nt(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* A, ptrdiff_t lda,
                  const float* B, ptrdiff_t ldb, float* C, ptrdiff_t ldc, int acc) {
     d->sgemm_nt(M, N, K, A, lda, B, ldb, C, ldc, acc);

@@ -73,6 +73,16 @@ void cc_pack_a(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t K, const float* A, 
 void cc_sgemm(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* Ap, const float* B,
               ptrdiff_t ldb, int trans_b, float* C, ptrdiff_t ldc, int acc, float* Bp);
 
+/* All K rows and N columns of B (given as its row-major transpose when ``trans``) packed into
+ * NR-column panels of K rows each, and its size in floats; then C[M, N] (+ when ``acc``)= A @
+ * B[k_off : k_off + K] for any row offset k_off into those panels without packing again (the
+ * weight gradient's KH kernel rows read row-shifted windows of one unfolded band). */
+ptrdiff_t cc_packed_b_all_size(const cc_gemm_desc* d, ptrdiff_t K, ptrdiff_t N);
+void cc_pack_b_all(const cc_gemm_desc* d, ptrdiff_t K, ptrdiff_t N, const float* B, ptrdiff_t ldb, int trans,
+                   float* Bp);
+void cc_sgemm_prepacked(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* Ap,
+                        const float* Bp, ptrdiff_t kp, ptrdiff_t k_off, float* C, ptrdiff_t ldc, int acc);
+
 /* d->sgemm_nt and d->fma_loop, for callers that see the descriptor as an opaque struct. */
 double cc_fma_loop(const cc_gemm_desc* d, long iters);
 void cc_sgemm_nt(const cc_gemm_desc* d, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* A, ptrdiff_t lda,
