@@ -12,16 +12,17 @@ import sys
 import numpy as np
 
 from . import _backend, _caps, ops
-from . import nn, optim, metrics, datasets, models, adversarial
+from . import nn, functional, optim, metrics, datasets, models, adversarial
 from ._grad_mode import is_grad_enabled, no_grad
 from ._random import manual_seed
-from .serialization import load, save
+from .serialization import ModelFileError, load, save
 from .training import evaluate, fit, predict
 from ._backend import (
     get_backend,
     get_num_threads,
     set_backend,
     set_num_threads,
+    threads,
     use_backend,
 )
 from ._workspace import get_workspace_limit, set_workspace_limit
@@ -85,6 +86,7 @@ __all__ = [
     "info",
     "ops",
     "nn",
+    "functional",
     "optim",
     "metrics",
     "datasets",
@@ -95,6 +97,7 @@ __all__ = [
     "predict",
     "save",
     "load",
+    "ModelFileError",
     "no_grad",
     "is_grad_enabled",
     "manual_seed",
@@ -103,6 +106,7 @@ __all__ = [
     "use_backend",
     "get_num_threads",
     "set_num_threads",
+    "threads",
     "get_workspace_limit",
     "set_workspace_limit",
 ]

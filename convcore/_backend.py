@@ -111,6 +111,7 @@ def kernels():
 # (omp_set_num_threads) is never touched, so an embedding host keeps its own settings.
 
 _num_threads: int | None = None
+_local_threads: ContextVar[int | None] = ContextVar("convcore_threads", default=None)
 
 
 def _cpu_count() -> int:
@@ -120,37 +121,65 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+# More kernel threads than this only oversubscribe the machine (and a runaway value such as 10**6
+# would end the process inside the thread library).
+MAX_THREADS = max(64, 8 * (os.cpu_count() or 1))
+
+
 def openmp_enabled() -> bool:
     return COMPILED and bool(_conv.openmp_enabled())
 
 
 def get_num_threads() -> int:
-    """Threads convcore's compiled kernels use.
+    """Threads convcore's compiled kernels use in this thread.
 
-    ``set_num_threads`` wins; else ``OMP_NUM_THREADS`` (its first entry); else the CPUs available
-    to this process (cgroup/affinity aware). Pooling splits its planes over this many of
-    convcore's own threads; the standalone ``ops.im2col``/``ops.col2im`` use an OpenMP team of this
-    size when the extension was built with OpenMP.
+    A ``threads(n)`` block wins; then ``set_num_threads``; else ``OMP_NUM_THREADS`` (its first
+    entry); else the CPUs available to this process (cgroup/affinity aware). Pooling splits its
+    planes over this many of convcore's own threads; the standalone ``ops.im2col``/``ops.col2im``
+    use an OpenMP team of this size when the extension was built with OpenMP.
     """
+    local = _local_threads.get()
+    if local is not None:
+        return local
     if _num_threads is not None:
         return _num_threads
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return int(env)
+        return min(int(env), MAX_THREADS)
     return _cpu_count()
 
 
-def set_num_threads(n: int | None) -> None:
-    """Set the number of threads convcore's kernels use (``None`` restores the default).
+def _check_threads(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be a positive int; received n={n!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be between 1 and {MAX_THREADS}; received n={n}")
+    return n
 
-    Only convcore's own kernels are affected; numpy's BLAS keeps its own thread pool.
+
+def set_num_threads(n: int | None) -> None:
+    """Set the number of threads convcore's kernels use, process-wide (``None`` restores the
+    default). At most ``MAX_THREADS``.
+
+    Only convcore's own kernels are affected; numpy's BLAS keeps its own thread pool. To change
+    the count for one block of code in one thread, use ``convcore.threads(n)``.
     """
     global _num_threads
-    if n is None:
-        _num_threads = None
-        return
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be a positive int or None; received n={n!r}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1; received n={n}")
-    _num_threads = n
+    _num_threads = None if n is None else _check_threads(n)
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[int]:
+    """Use ``n`` kernel threads inside the ``with`` block, in this thread (or asyncio task) only:
+    other threads, and the process-wide ``set_num_threads`` setting, are not affected.
+
+    Example
+    -------
+    >>> with convcore.threads(1):
+    ...     y = model(x)
+    """
+    token = _local_threads.set(_check_threads(n))
+    try:
+        yield n
+    finally:
+        _local_threads.reset(token)

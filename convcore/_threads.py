@@ -23,19 +23,19 @@ MIN_ELEMENTS_PER_THREAD = 1 << 16
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
-_executor_workers = 0
 
 
 def _workers(n: int) -> ThreadPoolExecutor:
-    global _executor, _executor_workers
-    with _lock:
-        if _executor is None or _executor_workers < n:
-            old = _executor
-            _executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix="convcore")
-            _executor_workers = n
-            if old is not None:
-                old.shutdown(wait=False)
-        return _executor
+    """The shared pool, created once with room for any allowed thread count (its threads start
+    only as tasks need them), so it is never replaced or shut down under another thread's feet."""
+    global _executor
+    if _executor is None:
+        from ._backend import MAX_THREADS
+
+        with _lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="convcore")
+    return _executor
 
 
 def run_planes(kernel, split, args, nthreads: int, elements: int) -> list:

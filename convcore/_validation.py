@@ -16,13 +16,19 @@ Padding = Union[int, tuple[int, int], tuple[int, int, int, int], str]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+# Window arguments (kernel sizes, strides, dilations, paddings) are at most MAX_WINDOW, and every
+# extent, offset and product the compiled kernels form from them and the input's shape stays below
+# INDEX_LIMIT: the kernels index with 64-bit integers (2**63) and may add one more such value.
+MAX_WINDOW = 2**31 - 1
+INDEX_LIMIT = 2**62
+
 
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
-    """Normalise an int or a pair of ints to a pair, checking each is >= ``minimum``."""
+def pair(value, name: str, minimum: int = 1, maximum: int = MAX_WINDOW) -> tuple[int, int]:
+    """Normalise an int or a pair of ints to a pair, checking ``minimum <= each <= maximum``."""
     if _is_int(value):
         out = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
@@ -31,6 +37,8 @@ def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
         raise TypeError(f"{name} must be an int or a pair of ints; received {name}={value!r}")
     if min(out) < minimum:
         raise ValueError(f"{name} must be >= {minimum}; received {name}={value!r}")
+    if max(out) > maximum:
+        raise ValueError(f"{name} must be <= {maximum} (2**31 - 1); received {name}={value!r}")
     return out
 
 
@@ -86,6 +94,8 @@ def padding4(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int],
         )
     if min(pads) < 0:
         raise ValueError(f"padding must be >= 0; received padding={padding!r}")
+    if max(pads) > MAX_WINDOW:
+        raise ValueError(f"padding must be <= {MAX_WINDOW} (2**31 - 1); received padding={padding!r}")
     return pads  # type: ignore[return-value]
 
 
@@ -129,6 +139,7 @@ def geometry(shape: tuple[int, ...], kernel_size, stride, padding, dilation, *, 
         ceil_mode = False  # "same"/"valid" already fix the output size
     oh = conv_out_size(h, k[0], s[0], d[0], pt + pb, ceil_mode, pt)
     ow = conv_out_size(w, k[1], s[1], d[1], pl + pr, ceil_mode, pl)
+    check_extents(what, shape, k, s, d, pads, oh, ow)
     if oh < 1 or ow < 1:
         eff = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
         raise ValueError(
@@ -137,6 +148,39 @@ def geometry(shape: tuple[int, ...], kernel_size, stride, padding, dilation, *, 
             f"{pads}); input shape {tuple(shape)}"
         )
     return Geometry(n, c, h, w, k[0], k[1], s[0], s[1], pt, pb, pl, pr, d[0], d[1], oh, ow)
+
+
+def check_extents(what: str, shape, k, s, d, pads, oh: int, ow: int) -> None:
+    """Refuse geometry whose extents or products would overflow the kernels' 64-bit index
+    arithmetic (Python integers here, so nothing wraps before the check)."""
+    n, c, h, w = shape
+    pt, pb, pl, pr = pads
+    quantities = (
+        ("padded height H + pad_top + pad_bottom", h + pt + pb),
+        ("padded width W + pad_left + pad_right", w + pl + pr),
+        ("dilated kernel height dilation * (KH - 1) + 1", d[0] * (k[0] - 1) + 1),
+        ("dilated kernel width dilation * (KW - 1) + 1", d[1] * (k[1] - 1) + 1),
+        ("output positions OH * OW", max(oh, 0) * max(ow, 0)),
+        ("columns per image C * KH * KW * OH * OW", c * k[0] * k[1] * max(oh, 0) * max(ow, 0)),
+        ("stride * output size", max(s[0] * oh, s[1] * ow)),
+    )
+    for label, value in quantities:
+        if value >= INDEX_LIMIT:
+            raise ValueError(
+                f"{what}: the geometry is too large for 64-bit index arithmetic: {label} = {value:,} "
+                f"(limit 2**62); received input shape {tuple(shape)}, kernel_size={tuple(k)}, stride={tuple(s)}, "
+                f"dilation={tuple(d)}, padding (top, bottom, left, right)={tuple(pads)}"
+            )
+
+
+def check_count(value, name: str, what: str, minimum: int = 1, maximum: int = INDEX_LIMIT) -> int:
+    """A positive int argument (channels, features, groups) within the kernels' limits."""
+    if isinstance(value, (bool, np.bool_)) or not _is_int(value):
+        raise TypeError(f"{what}: {name} must be an int; received {name}={value!r}")
+    value = int(value)
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{what}: {name} must be between {minimum} and {maximum:,}; received {name}={value!r}")
+    return value
 
 
 def as_float_array(x, name: str, ndim: int | None = None) -> np.ndarray:
@@ -183,6 +227,7 @@ def expect_shape(arr: np.ndarray, name: str, shape: tuple[int, ...], why: str) -
 
 
 __all__ = [
-    "Geometry", "IntOrPair", "Padding", "pair", "padding4", "geometry", "conv_out_size",
+    "Geometry", "IntOrPair", "Padding", "pair", "padding4", "geometry", "conv_out_size", "check_extents",
+    "check_count", "MAX_WINDOW", "INDEX_LIMIT",
     "same_padding", "as_float_array", "same_dtype", "check_flag", "input_shape4", "expect_shape",
 ]

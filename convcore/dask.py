@@ -7,15 +7,19 @@ graph key; each worker process rebuilds it once and keeps it cached. Blocks are 
 ``convcore.predict`` (eval behaviour, no caches), so results equal in-process ``predict``.
 
 Threads: a dask worker runs several tasks at once, each calling BLAS and convcore's kernels. Each
-task limits convcore's threads and numpy's BLAS threads (threadpoolctl, when installed) to
-``threads`` (default 1), so ``threads_per_worker`` x ``threads`` stays at the cores you gave dask.
+task runs convcore's kernels with ``threads`` threads (default 1, through ``convcore.threads``,
+local to the task's thread) and numpy's BLAS is limited to ``threads`` while tasks run
+(threadpoolctl, when installed), so ``threads_per_worker`` x ``threads`` stays at the cores you
+gave dask; nothing is left changed after a compute.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
+import threading
 
 import numpy as np
 
@@ -26,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("convcore.dask needs dask: pip install 'convcore[dask]'") from exc
 
 from . import metrics
+from ._backend import threads as convcore_threads
 from .nn import Module
 from .serialization import load, save
 
@@ -43,22 +48,45 @@ def _cached_model(digest: str, blob: bytes) -> Module:  # digest keys the cache 
     return load(io.BytesIO(blob))
 
 
+class _BlasLimit:
+    """numpy's BLAS thread count is one setting per process, shared by every task a threaded
+    worker runs: the first task in limits it, the last one out restores it (a per-task
+    save/restore would race, and could leave the process limited after the compute)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._controller = None
+
+    @contextlib.contextmanager
+    def __call__(self, threads: int):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            yield
+            return
+        with self._lock:
+            if self._users == 0:
+                self._controller = threadpool_limits(threads, user_api="blas")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._controller.restore_original_limits()
+                    self._controller = None
+
+
+_blas_limit = _BlasLimit()
+
+
+@contextlib.contextmanager
 def _limited(threads: int):
-    import contextlib
-
-    from . import _backend
-
-    stack = contextlib.ExitStack()
-    previous = _backend._num_threads
-    _backend.set_num_threads(threads)
-    stack.callback(_backend.set_num_threads, previous)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        stack.enter_context(threadpool_limits(threads, user_api="blas"))
-    except ImportError:
-        pass
-    return stack
+    """convcore's kernel threads for this task only, and numpy's BLAS while any task runs."""
+    with convcore_threads(threads), _blas_limit(threads):
+        yield
 
 
 def _check(X) -> "da.Array":

@@ -21,7 +21,7 @@ from .nn.module import Parameter
 
 class Optimizer:
     def __init__(self, params: Iterable[Parameter], lr: float, check_finite: bool = True):
-        self.params = list(params)
+        self.params = list({id(p): p for p in params}.values())  # a shared parameter steps once
         if not self.params:
             raise ValueError("optimizer got an empty parameter list")
         for i, p in enumerate(self.params):

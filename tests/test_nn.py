@@ -17,7 +17,7 @@ def check_layer_grads(layer, x, rng, atol=1e-6):
     y = layer(x)
     gy = rng.standard_normal(y.shape)
     layer.zero_grad()
-    gx = layer.backward(gy)
+    gx = layer.backward(gy, need_input_grad=True)
     np.testing.assert_allclose(gx, numerical_grad(lambda v: layer(v), x.copy(), gy), atol=atol)
     for name, p in layer.named_parameters():
         def f(v, p=p):
@@ -68,7 +68,7 @@ def test_dropout_statistics_and_eval_identity(rng):
     assert abs((y == 0).mean() - 0.3) < 0.01
     assert np.allclose(y[y != 0], 1 / 0.7)
     assert abs(y.mean() - 1) < 0.02
-    g = d.backward(np.ones_like(x))
+    g = d.backward(np.ones_like(x), need_input_grad=True)
     np.testing.assert_array_equal(g, y)  # gradient goes through the kept units only, scaled
     d.eval()
     assert d(x) is x
@@ -163,7 +163,8 @@ def test_input_gradient_available_on_request(rng):
     model = convcore.models.lenet(rng=0).freeze().eval()
     x = rng.random((2, 1, 28, 28), dtype=np.float32)
     model(x)
-    g = model.backward(np.ones((2, 10), np.float32))
+    assert model.backward(np.ones((2, 10), np.float32)) is None  # by default: no input gradient
+    g = model.backward(np.ones((2, 10), np.float32), need_input_grad=True)
     assert g.shape == x.shape and np.abs(g).sum() > 0
 
 
@@ -186,7 +187,7 @@ def test_no_grad_caches_nothing_and_backward_fails_clearly(rng):
     model(x)
     with convcore.no_grad():
         y = model(x)
-    assert all(m._cache is None for m in model.modules())
+    assert model._calls.last is convcore.nn._record.NO_GRAD  # nothing recorded
     with pytest.raises(RuntimeError, match="no_grad"):
         model.backward(np.ones_like(y))
 

@@ -65,7 +65,7 @@ def set_arch(arrays, arch):
     (lambda a: a.update(__architecture__=np.frombuffer(b"{not json", np.uint8)), "not valid JSON"),
     (lambda a: set_arch(a, {**arch_of(a), "version": 99}), "version 99"),
     (lambda a: set_arch(a, {**arch_of(a), "format": "other"}), "not a convcore-model"),
-    (lambda a: set_arch(a, {**arch_of(a), "model": {"type": "os.system", "config": {}}}), "unknown layer type"),
+    (lambda a: set_arch(a, {**arch_of(a), "model": {"type": "os.system", "config": {}}}), "unknown module type"),
     (lambda a: set_arch(a, {**arch_of(a), "model": {"type": "Linear", "config": {"in_features": "__import__('os')"}}}),
      "cannot build Linear"),
     (lambda a: a.update({"6.weight": np.array(["x"] * 192).reshape(3, 64)}), "unsupported dtype"),
@@ -105,12 +105,16 @@ def test_pickle_payload_is_never_executed(tmp_path):
     assert not marker.exists()
 
 
-def test_oversized_member_claim_is_refused_before_reading(tmp_path, monkeypatch):
+def test_member_declaring_more_than_it_stores_is_refused_before_reading(tmp_path):
     path = tmp_path / "big.npz"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("__architecture__.npy", b"x" * 100)
-    monkeypatch.setattr(convcore.serialization, "MAX_MEMBER_BYTES", 50)
-    with pytest.raises(ModelFileError, match="claims 100 bytes"):
+    raw = bytearray(path.read_bytes())
+    # the central directory's uncompressed size of the member (offset 24 in its header) claims 1 GB
+    cd = raw.rindex(b"PK\x01\x02")
+    raw[cd + 24 : cd + 28] = (10**9).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="declares"):
         convcore.load(path)
 
 

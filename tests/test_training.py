@@ -68,7 +68,7 @@ def test_autoencoder_pretrain_freeze_head(digits):
     errors = ae.reconstruction_error(xs)
     assert errors.shape == (1000,) and errors.mean() < 0.03
     frozen_weights = {k: v.copy() for k, v in ae.encoder.state_dict().items()}
-    clf = convcore.models.classifier_from_encoder(ae.encoder, 64, 10, freeze=True)
+    clf = convcore.models.classifier_from_encoder(ae.encoder, 10, freeze=True)
     h = convcore.fit(clf, nn.CrossEntropyLoss(), convcore.optim.Adam(clf.parameters(), lr=1e-3), xt, yt, epochs=25,
                      batch_size=64, validation_data=(xs, ys), seed=0, progress=False)
     assert h.val_accuracy[-1] >= 0.9, h.val_accuracy

@@ -7,7 +7,10 @@ The bundled set (``load_mnist()``) is 5,000 images of the MNIST database of hand
 test images (100 per class, drawn with a fixed seed).
 
 ``load_mnist(full=True)`` downloads the four official files once (standard library only),
-verifies their SHA-256 checksums, and caches them.
+verifies their sizes and SHA-256 checksums, and caches them. A download has a total deadline
+(a server trickling bytes cannot hold it forever), stops at the file's known size (an endless body
+cannot fill the disk), goes to a ``.part`` file renamed into place only once verified, and stale
+``.part`` files of killed downloads are removed by the next one.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from importlib import resources
@@ -24,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+# name -> (sha256, size in bytes)
 MNIST_FILES = {
-    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    "train-images-idx3-ubyte.gz": ("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
+    "train-labels-idx1-ubyte.gz": ("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
+    "t10k-images-idx3-ubyte.gz": ("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
+    "t10k-labels-idx1-ubyte.gz": ("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
 }
+_CHUNK = 1 << 16
 DEFAULT_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 
@@ -41,7 +46,8 @@ def _as_float_images(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0)[:, None, :, :]
 
 
-def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeout: float = 30.0):
+def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeout: float = 30.0,
+               deadline: float = 600.0):
     """Handwritten digits as ``(x_train, y_train), (x_test, y_test)``.
 
     Images are float32 (N, 1, 28, 28) in [0, 1]; labels are int64.
@@ -56,6 +62,16 @@ def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeo
         ``$XDG_CACHE_HOME/convcore``, else ``~/.cache/convcore``.
     url : str, optional
         Base URL of the four files (default ``$CONVCORE_MNIST_URL`` or a public mirror).
+    timeout : float
+        Seconds a connection or a single read may stall.
+    deadline : float
+        Seconds one file's whole download may take.
+
+    Raises
+    ------
+    DatasetError
+        Offline or failing server, deadline passed, wrong size or checksum, a cache path that is
+        not a regular file, malformed files.
     """
     if not full:
         with resources.files(__package__).joinpath("mnist_5k.npz").open("rb") as f:
@@ -64,7 +80,8 @@ def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeo
                         (_as_float_images(d["x_test"]), d["y_test"].astype(np.int64)))
     folder = _cache_dir(cache_dir)
     base = url or os.environ.get("CONVCORE_MNIST_URL") or DEFAULT_MNIST_URL
-    paths = {name: _fetch(base, name, digest, folder, timeout) for name, digest in MNIST_FILES.items()}
+    paths = {name: _fetch(base, name, digest, size, folder, timeout, deadline)
+             for name, (digest, size) in MNIST_FILES.items()}
     x_train = read_idx(paths["train-images-idx3-ubyte.gz"], ndim=3)
     y_train = read_idx(paths["train-labels-idx1-ubyte.gz"], ndim=1)
     x_test = read_idx(paths["t10k-images-idx3-ubyte.gz"], ndim=3)
@@ -82,7 +99,12 @@ def _cache_dir(cache_dir) -> Path:
         xdg = os.environ.get("XDG_CACHE_HOME")
         cache_dir = Path(xdg) / "convcore" if xdg else Path.home() / ".cache" / "convcore"
     path = Path(cache_dir) / "mnist"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cannot use {path} as the dataset cache ({exc})") from exc
+    if not path.is_dir():
+        raise DatasetError(f"the dataset cache {path} is not a directory")
     return path
 
 
@@ -94,26 +116,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fetch(base: str, name: str, digest: str, folder: Path, timeout: float) -> Path:
+def _fetch(base: str, name: str, digest: str, size: int, folder: Path, timeout: float, deadline: float) -> Path:
     """The verified cached file, downloading it first if needed. The download goes to a temporary
-    file in the cache folder and is renamed into place only after its checksum matched, so an
-    interrupted or corrupted download never poisons the cache."""
+    file in the cache folder and is renamed into place only after its size and checksum matched,
+    so an interrupted or corrupted download never poisons the cache."""
     target = folder / name
-    if target.exists() and _sha256(target) == digest:
-        return target
+    if os.path.lexists(target):
+        if not target.is_file():
+            raise DatasetError(f"{target} exists but is not a regular file; remove it to download {name}")
+        if target.stat().st_size == size and _sha256(target) == digest:
+            return target
+    _remove_stale_parts(folder, name, deadline)
     source = base.rstrip("/") + "/" + name
     fd, tmp_name = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(source, timeout=timeout) as response:
-                    shutil.copyfileobj(response, out)
-            except (urllib.error.URLError, OSError) as exc:
-                raise DatasetError(
-                    f"could not download {source} ({exc}). Are you offline? The bundled sample "
-                    "(load_mnist()) needs no network."
-                ) from exc
+            _download(source, out, size, timeout, deadline)
         got = _sha256(tmp)
         if got != digest:
             raise DatasetError(f"checksum mismatch for {name} from {source}: expected sha256 {digest}, got {got}")
@@ -122,6 +141,46 @@ def _fetch(base: str, name: str, digest: str, folder: Path, timeout: float) -> P
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _download(source: str, out, size: int, timeout: float, deadline: float) -> None:
+    """Copy at most ``size`` bytes of ``source`` into ``out`` within ``deadline`` seconds."""
+    stop = time.monotonic() + deadline
+    written = 0
+    try:
+        with urllib.request.urlopen(source, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) != size:
+                raise DatasetError(f"{source} announces {int(declared):,} bytes; the file has {size:,}")
+            while True:
+                if time.monotonic() > stop:
+                    raise DatasetError(f"downloading {source} took longer than {deadline:g} s; giving up")
+                block = response.read1(min(_CHUNK, size + 1 - written))   # what has arrived, at most one read
+                if not block:
+                    break
+                written += len(block)
+                if written > size:
+                    raise DatasetError(f"{source} sent more than the file's {size:,} bytes; giving up")
+                out.write(block)
+    except (urllib.error.URLError, OSError) as exc:
+        raise DatasetError(
+            f"could not download {source} ({exc}). Are you offline? The bundled sample "
+            "(load_mnist()) needs no network."
+        ) from exc
+    if written != size:
+        raise DatasetError(f"{source} ended after {written:,} of {size:,} bytes")
+
+
+def _remove_stale_parts(folder: Path, name: str, deadline: float) -> None:
+    """Delete ``.part`` files of earlier downloads of ``name`` that are older than a download may
+    take (a download killed with SIGKILL cannot clean up after itself)."""
+    now = time.time()
+    for part in folder.glob(f"{name}.*.part"):
+        try:
+            if part.is_file() and now - part.stat().st_mtime > deadline:
+                part.unlink()
+        except OSError:
+            pass
 
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -22,6 +22,8 @@ class Autoencoder(Module):
 
     ``encode(x)`` gives the latent vectors, ``decode(z)`` reconstructs, and
     ``reconstruction_error(x)`` returns the mean squared error per sample (anomaly scores).
+    Backward comes from the record of the call: with a frozen encoder, ``backward`` stops at the
+    decoder.
     """
 
     def __init__(self, encoder: Module, decoder: Module, noise_std: float = 0.0, rng=None):
@@ -47,12 +49,6 @@ class Autoencoder(Module):
             x = x + resolve_rng(self._rng).normal(0.0, self.noise_std, size=x.shape).astype(x.dtype)
         return self.decoder(self.encoder(x))
 
-    def backward(self, grad, need_input_grad=True):
-        grad = self.decoder.backward(grad, need_input_grad=need_input_grad or self.encoder.trainable)
-        if grad is None:
-            return None
-        return self.encoder.backward(grad, need_input_grad=need_input_grad)
-
     def reconstruction_error(self, x, batch_size: int = 256) -> np.ndarray:
         """Mean squared reconstruction error per sample, computed as in eval mode (without changing
         the model's ``training`` flags, so other threads may use the model meanwhile)."""
@@ -63,4 +59,4 @@ class Autoencoder(Module):
         return np.concatenate(errs)
 
     def get_config(self):
-        return dict(noise_std=self.noise_std)
+        return dict(encoder=self.encoder, decoder=self.decoder, noise_std=self.noise_std)

@@ -16,7 +16,7 @@ class Identity(Module):
     def forward(self, x):
         return x
 
-    def backward(self, grad, need_input_grad=True):
+    def backward(self, grad, need_input_grad):
         return grad if need_input_grad else None
 
 
@@ -26,11 +26,11 @@ class ReLU(Module):
     def forward(self, x):
         check_input(x, "x", self)
         y = ops.relu(x)
-        self._save(y)
+        self.save_for_backward(y)
         return y
 
-    def backward(self, grad, need_input_grad=True):
-        (y,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (y,) = self.saved()
         if not need_input_grad:
             return None
         return ops.relu_backward(grad, y)
@@ -46,11 +46,11 @@ class LeakyReLU(Module):
     def forward(self, x):
         check_input(x, "x", self)
         positive = x > 0
-        self._save(positive)
+        self.save_for_backward(positive)
         return np.where(positive, x, x * x.dtype.type(self.negative_slope))
 
-    def backward(self, grad, need_input_grad=True):
-        (positive,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (positive,) = self.saved()
         if not need_input_grad:
             return None
         return np.where(positive, grad, grad * grad.dtype.type(self.negative_slope))
@@ -63,11 +63,11 @@ class Tanh(Module):
     def forward(self, x):
         check_input(x, "x", self)
         y = np.tanh(x)
-        self._save(y)
+        self.save_for_backward(y)
         return y
 
-    def backward(self, grad, need_input_grad=True):
-        (y,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (y,) = self.saved()
         return grad * (1 - y * y) if need_input_grad else None
 
 
@@ -88,11 +88,11 @@ class Sigmoid(Module):
     def forward(self, x):
         check_input(x, "x", self)
         y = _sigmoid(self.k * (x - self.x0)).astype(x.dtype, copy=False)
-        self._save(y)
+        self.save_for_backward(y)
         return y
 
-    def backward(self, grad, need_input_grad=True):
-        (y,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (y,) = self.saved()
         return (grad * (self.k * y * (1 - y))).astype(grad.dtype, copy=False) if need_input_grad else None
 
     def get_config(self):
@@ -120,11 +120,11 @@ class Softmax(_AlongDim):
     def forward(self, x):
         check_input(x, "x", self)
         y = np.exp(log_softmax(x, self.dim))
-        self._save(y)
+        self.save_for_backward(y)
         return y
 
-    def backward(self, grad, need_input_grad=True):
-        (y,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (y,) = self.saved()
         if not need_input_grad:
             return None
         return y * (grad - (grad * y).sum(axis=self.dim, keepdims=True))
@@ -136,11 +136,11 @@ class LogSoftmax(_AlongDim):
     def forward(self, x):
         check_input(x, "x", self)
         y = log_softmax(x, self.dim)
-        self._save(y)
+        self.save_for_backward(y)
         return y
 
-    def backward(self, grad, need_input_grad=True):
-        (y,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (y,) = self.saved()
         if not need_input_grad:
             return None
         return grad - np.exp(y) * grad.sum(axis=self.dim, keepdims=True)
@@ -167,16 +167,16 @@ class Dropout(Module):
         check_input(x, "x", self)
         mc_rng = mc_dropout_rng()
         if mc_rng is None and (not self.training or eval_forced()) or self.p == 0:
-            self._save(None)
+            self.save_for_backward(None)
             return x
         shape = x.shape[:2] + (1,) * (x.ndim - 2) if self._channelwise else x.shape
         keep = (mc_rng or resolve_rng(self._rng)).random(shape) >= self.p
         mask = keep.astype(x.dtype) * x.dtype.type(1 / (1 - self.p))
-        self._save(mask)
+        self.save_for_backward(mask)
         return x * mask
 
-    def backward(self, grad, need_input_grad=True):
-        (mask,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (mask,) = self.saved()
         if not need_input_grad:
             return None
         return grad if mask is None else grad * mask
@@ -200,11 +200,11 @@ class Flatten(Module):
 
     def forward(self, x):
         check_input(x, "x", self)
-        self._save(x.shape)
+        self.save_for_backward(x.shape)
         return x.reshape(*x.shape[: self.start_dim], -1)
 
-    def backward(self, grad, need_input_grad=True):
-        (shape,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (shape,) = self.saved()
         return grad.reshape(shape) if need_input_grad else None
 
     def get_config(self):
@@ -222,12 +222,12 @@ class Unflatten(Module):
         check_input(x, "x", self)
         if x.shape[self.dim] != int(np.prod(self.shape)):
             raise ValueError(f"Unflatten: dimension {self.dim} of {x.shape} cannot be split into {self.shape}")
-        self._save(x.shape)
+        self.save_for_backward(x.shape)
         d = self.dim % x.ndim
         return x.reshape(*x.shape[:d], *self.shape, *x.shape[d + 1 :])
 
-    def backward(self, grad, need_input_grad=True):
-        (shape,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (shape,) = self.saved()
         return grad.reshape(shape) if need_input_grad else None
 
     def get_config(self):

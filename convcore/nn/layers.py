@@ -1,8 +1,8 @@
 """Layers with weights or windows: convolutions, pooling, Linear, up-sampling.
 
-Each ``forward`` caches only what its own ``backward`` uses (see ``Module._save``); each
-``backward`` asks the kernels only for the gradients that are needed: no weight gradient when the
-weight is frozen, no input gradient when ``need_input_grad`` is False.
+Each ``forward`` keeps only what its own ``backward`` uses (``save_for_backward``, on the record of
+the call); each ``backward`` asks the kernels only for the gradients that are needed: no weight
+gradient when the weight is frozen, no input gradient when ``need_input_grad`` is False.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 
 from .. import ops
 from .._random import resolve_rng
-from .._validation import pair
-from .module import Module, Parameter, check_input
+from .._validation import INDEX_LIMIT, MAX_WINDOW, check_count, padding4, pair
+from . import _record
+from .module import Module, Parameter, check_input, new_parameter_data
 
 
 def _uniform(rng, bound: float, shape, dtype) -> np.ndarray:
@@ -27,8 +28,17 @@ def _init_weight_bias(module, weight_shape, fan_in, bias_size, bias, dtype, rng)
     # a=sqrt(5)). Matching it keeps convcore models' training behaviour comparable to PyTorch's.
     rng = resolve_rng(rng)
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    module.weight = Parameter(_uniform(rng, bound, weight_shape, dtype))
-    module.bias = Parameter(_uniform(rng, bound, (bias_size,), dtype)) if bias else None
+
+    def uniform(shape):
+        return lambda: _uniform(rng, bound, shape, dtype)
+
+    module.weight = Parameter(new_parameter_data(weight_shape, dtype, uniform(weight_shape)))
+    module.bias = Parameter(new_parameter_data((bias_size,), dtype, uniform((bias_size,)))) if bias else None
+
+
+def _check_weight_size(what: str, elements: int) -> None:
+    if elements * 8 >= INDEX_LIMIT:
+        raise ValueError(f"{what}: a weight of {elements:,} values is beyond what 64-bit indexing can address")
 
 
 def _padding_config(padding):
@@ -38,9 +48,10 @@ def _padding_config(padding):
 class _ConvNd(Module):
     def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups) -> None:
         """Validate and store the arguments both convolutions share."""
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive int; received {name}={v!r}")
+        what = type(self).__name__
+        in_channels = check_count(in_channels, "in_channels", what, maximum=MAX_WINDOW)
+        out_channels = check_count(out_channels, "out_channels", what, maximum=MAX_WINDOW)
+        groups = check_count(groups, "groups", what, maximum=MAX_WINDOW)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"{type(self).__name__}: groups={groups} must divide in_channels={in_channels} and "
@@ -50,6 +61,8 @@ class _ConvNd(Module):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
         self.dilation = pair(dilation, "dilation")
+        kh, kw = self.kernel_size
+        _check_weight_size(what, out_channels * (in_channels // groups) * kh * kw)
 
     # Conv2d and ConvTranspose2d differ only in their kernel pair (looked up in ``ops`` at call
     # time) and their geometry arguments.
@@ -62,11 +75,11 @@ class _ConvNd(Module):
         check_input(x, "x", self, 4)
         op = getattr(ops, self._op)
         y = op(x, self.weight.data, None if self.bias is None else self.bias.data, *self._geometry())
-        self._save(x)
+        self.save_for_backward(x)
         return y
 
-    def backward(self, grad, need_input_grad=True):
-        (x,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (x,) = self.saved()
         w_grad = self.weight.requires_grad
         b_grad = self.bias is not None and self.bias.requires_grad
         if not (need_input_grad or w_grad or b_grad):
@@ -145,6 +158,7 @@ class ConvTranspose2d(_ConvNd):
         self.output_padding = pair(output_padding, "output_padding", minimum=0)
         if isinstance(padding, str):
             raise TypeError(f"ConvTranspose2d: padding must be an int or a tuple; received {padding!r}")
+        padding4(padding, self.kernel_size, self.stride, self.dilation, (1, 1))   # type and range, now
         self.padding = padding
         kh, kw = self.kernel_size
         # PyTorch computes fan_in from the weight's second dimension: out_channels/groups * KH * KW.
@@ -173,10 +187,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"Linear: {name} must be a positive int; received {name}={v!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_count(in_features, "in_features", "Linear")
+        self.out_features = check_count(out_features, "out_features", "Linear")
+        _check_weight_size("Linear", self.in_features * self.out_features)
         _init_weight_bias(self, (out_features, in_features), in_features, out_features, bias, dtype, rng)
 
     def forward(self, x):
@@ -188,11 +201,11 @@ class Linear(Module):
         y = ops.matmul(x, self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data
-        self._save(x)
+        self.save_for_backward(x)
         return y
 
-    def backward(self, grad, need_input_grad=True):
-        (x,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (x,) = self.saved()
         if self.weight.requires_grad:
             self.weight.accumulate(ops.matmul(grad.T, x))
         if self.bias is not None and self.bias.requires_grad:
@@ -206,8 +219,10 @@ class Linear(Module):
 class MaxPool2d(Module):
     """2-D max pooling, PyTorch's semantics (NaN propagates; int64 flat indices per plane).
 
-    With ``return_indices=True`` the forward returns ``(out, indices)`` like PyTorch; the latest
-    indices are also kept as ``self.indices`` for a mirroring ``MaxUnpool2d(pool=...)``.
+    With ``return_indices=True`` the forward returns ``(out, indices)`` like PyTorch: the indices
+    travel as data, ``out, idx = pool(x)`` then ``unpool(out, idx)``. Inside a ``Sequential`` (which
+    passes ``out`` on) a ``MaxUnpool2d(pool)`` finds the indices of this pool's latest call in the
+    same top-level call, so mirroring an encoder stays correct under any number of threads.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -215,20 +230,24 @@ class MaxPool2d(Module):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
         self.padding, self.dilation = padding, pair(dilation, "dilation")
+        padding4(padding, self.kernel_size, self.stride, self.dilation, (1, 1))   # type and range, now
         self.ceil_mode, self.return_indices = bool(ceil_mode), bool(return_indices)
-        self.indices = self.input_shape = None  # kept only with return_indices, for MaxUnpool2d
 
     def forward(self, x):
         check_input(x, "x", self, 4)
         out, idx = ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
-        self._save(idx, x.shape)
+        self.save_for_backward(idx, x.shape)
         if self.return_indices:
-            self.indices, self.input_shape = idx, x.shape
+            scope = _record.active_scope()
+            if scope is not None:   # for a MaxUnpool2d(pool) later in this call
+                if scope.pool_indices is None:
+                    scope.pool_indices = {}
+                scope.pool_indices[id(self)] = (idx, x.shape)
             return out, idx
         return out
 
-    def backward(self, grad, need_input_grad=True):
-        idx, shape = self._saved()
+    def backward(self, grad, need_input_grad):
+        idx, shape = self.saved()
         return ops.max_pool2d_backward(grad, idx, shape) if need_input_grad else None
 
     def get_config(self):
@@ -238,33 +257,78 @@ class MaxPool2d(Module):
 
 
 class MaxUnpool2d(Module):
-    """Inverse of a ``MaxPool2d``: values placed at the positions its maxima came from.
+    """Inverse of a ``MaxPool2d``: values placed at the positions its maxima came from, zeros elsewhere.
 
-    ``MaxUnpool2d(pool)`` reads ``pool.indices`` (the pool must have ``return_indices=True``) at
-    forward time, so a decoder can mirror its encoder inside a ``Sequential``. ``output_size``
-    (H, W) defaults to the pool's last input size.
+    Two ways to build it:
+
+    * ``MaxUnpool2d(kernel_size, stride=None, padding=0)``, PyTorch's: call it with the indices,
+      ``unpool(x, indices, output_size=None)``; the output size defaults to
+      ``(H - 1) * stride - 2 * padding + kernel_size`` per axis.
+    * ``MaxUnpool2d(pool)`` with the ``MaxPool2d(return_indices=True)`` it mirrors: called with
+      ``x`` alone, it uses the indices and input size of that pool's latest call within the same
+      top-level call (so a decoder can mirror its encoder inside a ``Sequential``).
+
+    Shape
+    -----
+    input (N, C, H, W), indices (N, C, H, W) -> (N, C, H_out, W_out)
     """
 
-    def __init__(self, pool: MaxPool2d, output_size=None):
+    def __init__(self, kernel_size=None, stride=None, padding=0, output_size=None, *, pool=None):
         super().__init__()
-        if not isinstance(pool, MaxPool2d) or not pool.return_indices:
-            raise TypeError("MaxUnpool2d needs the MaxPool2d(return_indices=True) whose indices it inverts")
-        object.__setattr__(self, "pool", pool)  # a reference, not a child: its state belongs to the encoder
+        if isinstance(kernel_size, MaxPool2d):
+            pool, kernel_size = kernel_size, None
+        if pool is not None:
+            if not isinstance(pool, MaxPool2d) or not pool.return_indices:
+                raise TypeError("MaxUnpool2d(pool) needs the MaxPool2d(return_indices=True) whose indices it "
+                                f"inverts; received {pool!r}")
+            object.__setattr__(self, "pool", pool)  # a reference, not a child: the pool belongs to the encoder
+            self.kernel_size = self.stride = None
+            self.padding = 0
+        else:
+            if kernel_size is None:
+                raise TypeError("MaxUnpool2d needs kernel_size (PyTorch's form) or the MaxPool2d it mirrors")
+            object.__setattr__(self, "pool", None)
+            self.kernel_size = pair(kernel_size, "kernel_size")
+            self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+            self.padding = pair(padding, "padding", minimum=0)
         self.output_size = None if output_size is None else pair(output_size, "output_size")
 
-    def forward(self, x):
+    def forward(self, x, indices=None, output_size=None):
         check_input(x, "x", self, 4)
-        if self.pool.indices is None:
-            raise RuntimeError("MaxUnpool2d: its MaxPool2d has not run a forward yet")
-        idx = self.pool.indices
-        size = self.output_size or self.pool.input_shape[2:]
-        out = ops.max_unpool2d(x, idx, tuple(size))
-        self._save(idx)
+        size = output_size if output_size is not None else self.output_size
+        if indices is None:
+            if self.pool is None:
+                raise TypeError("MaxUnpool2d: call it with the pooling indices, unpool(x, indices)")
+            scope = _record.active_scope()
+            found = None if scope is None or scope.pool_indices is None else scope.pool_indices.get(id(self.pool))
+            if found is None:
+                raise RuntimeError("MaxUnpool2d(pool): its MaxPool2d has not run in this call; call both within "
+                                   "one model call, or pass the indices: unpool(x, indices)")
+            indices, pool_shape = found
+            size = size or pool_shape[2:]
+        elif size is None:
+            size = self._default_size(x.shape) if self.pool is None else None
+            if size is None:
+                raise ValueError("MaxUnpool2d(pool) called with indices needs output_size")
+        size = tuple(int(v) for v in (size[-2:] if len(size) == 4 else size))
+        out = ops.max_unpool2d(x, indices, size)
+        self.save_for_backward(indices)
         return out
 
-    def backward(self, grad, need_input_grad=True):
-        (idx,) = self._saved()
-        return ops.max_unpool2d_backward(grad, idx) if need_input_grad else None
+    def _default_size(self, shape):
+        return tuple((shape[2 + a] - 1) * self.stride[a] - 2 * self.padding[a] + self.kernel_size[a] for a in range(2))
+
+    def backward(self, grad, need_input_grad):
+        (idx,) = self.saved()
+        need_x = need_input_grad[0] if isinstance(need_input_grad, tuple) else need_input_grad
+        gx = ops.max_unpool2d_backward(grad, idx) if need_x else None
+        return (gx, None) if isinstance(need_input_grad, tuple) else gx
+
+    def get_config(self):
+        if self.pool is not None:
+            return dict(pool=self.pool, output_size=None if self.output_size is None else list(self.output_size))
+        return dict(kernel_size=list(self.kernel_size), stride=list(self.stride), padding=list(self.padding),
+                    output_size=None if self.output_size is None else list(self.output_size))
 
 
 class AvgPool2d(Module):
@@ -274,6 +338,7 @@ class AvgPool2d(Module):
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        padding4(padding, self.kernel_size, self.stride, (1, 1), (1, 1))   # type and range, now
         self.padding, self.ceil_mode, self.count_include_pad = padding, bool(ceil_mode), bool(count_include_pad)
 
     def _args(self):
@@ -282,11 +347,11 @@ class AvgPool2d(Module):
     def forward(self, x):
         check_input(x, "x", self, 4)
         out = ops.avg_pool2d(x, *self._args())
-        self._save(x.shape)
+        self.save_for_backward(x.shape)
         return out
 
-    def backward(self, grad, need_input_grad=True):
-        (shape,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (shape,) = self.saved()
         return ops.avg_pool2d_backward(grad, shape, *self._args()) if need_input_grad else None
 
     def get_config(self):
@@ -304,11 +369,11 @@ class GlobalAvgPool2d(Module):
 
     def forward(self, x):
         check_input(x, "x", self, 4)
-        self._save(x.shape)
+        self.save_for_backward(x.shape)
         return x.mean(axis=(2, 3), keepdims=self.keepdims)
 
-    def backward(self, grad, need_input_grad=True):
-        (shape,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (shape,) = self.saved()
         if not need_input_grad:
             return None
         g = grad.reshape(shape[0], shape[1], 1, 1) / (shape[2] * shape[3])
@@ -316,6 +381,61 @@ class GlobalAvgPool2d(Module):
 
     def get_config(self):
         return dict(keepdims=self.keepdims)
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size, PyTorch's windows: output cell ``i`` of an axis of
+    input length ``L`` and output length ``O`` averages ``[floor(i * L / O), ceil((i + 1) * L / O))``.
+
+    ``output_size`` is an int or a pair; ``None`` in a pair keeps that axis's input size.
+    ``AdaptiveAvgPool2d((1, 1))`` is ResNet's global pooling.
+
+    Shape
+    -----
+    input (N, C, H, W) -> (N, C, OH, OW)
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+            sizes = tuple(None if v is None else pair(v, "output_size")[0] for v in output_size)
+        else:
+            sizes = pair(output_size, "output_size")
+        self.output_size = sizes
+
+    def _matrices(self, shape, dtype):
+        """Per axis, the (out, in) averaging matrix: row i holds 1/len over window i. The pooling
+        is then ``A_h @ x @ A_w.T`` per plane, and its adjoint ``A_h.T @ g @ A_w``."""
+        mats = []
+        for axis, o in enumerate(self.output_size):
+            n = shape[2 + axis]
+            o = n if o is None else o
+            i = np.arange(o)
+            start, end = i * n // o, -(-(i + 1) * n // o)
+            cols = np.arange(n)
+            inside = (cols[None, :] >= start[:, None]) & (cols[None, :] < end[:, None])
+            mats.append((inside / (end - start)[:, None]).astype(dtype))
+        return mats
+
+    def forward(self, x):
+        check_input(x, "x", self, 4)
+        self.save_for_backward(x.shape)
+        if self.output_size == (1, 1):
+            return x.mean(axis=(2, 3), keepdims=True)
+        ah, aw = self._matrices(x.shape, x.dtype)
+        return np.matmul(np.matmul(ah, x), aw.T)
+
+    def backward(self, grad, need_input_grad):
+        (shape,) = self.saved()
+        if not need_input_grad:
+            return None
+        if self.output_size == (1, 1):
+            return np.broadcast_to(grad / grad.dtype.type(shape[2] * shape[3]), shape).copy()
+        ah, aw = self._matrices(shape, grad.dtype)
+        return np.matmul(np.matmul(ah.T, grad), aw)
+
+    def get_config(self):
+        return dict(output_size=list(self.output_size))
 
 
 class Upsample(Module):
@@ -332,11 +452,11 @@ class Upsample(Module):
         check_input(x, "x", self, 4)
         sh, sw = self.scale_factor
         n, c, h, w = x.shape
-        self._save(x.shape)
+        self.save_for_backward(x.shape)
         return np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw)).reshape(n, c, h * sh, w * sw)
 
-    def backward(self, grad, need_input_grad=True):
-        (shape,) = self._saved()
+    def backward(self, grad, need_input_grad):
+        (shape,) = self.saved()
         if not need_input_grad:
             return None
         n, c, h, w = shape

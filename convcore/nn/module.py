@@ -1,11 +1,13 @@
 """``Parameter`` and ``Module``: the layer contract.
 
-Every layer has ``forward(x)`` and ``backward(grad, need_input_grad=True)``. Forward caches what
-its own backward will reuse, and only when gradients are enabled (not under ``convcore.no_grad``):
-then backward costs about one forward. Backward *adds* parameter gradients into ``Parameter.grad``
-(so micro-batches accumulate until ``zero_grad``) and returns the gradient with respect to the
+A primitive layer has ``forward(x)`` and a hand-written ``backward(grad, need_input_grad)``;
+forward keeps what its backward reuses with ``save_for_backward``, on the record of the call (see
+``_record``), and only when gradients are enabled (not under ``convcore.no_grad``): then backward
+costs about one forward. Backward *adds* parameter gradients into ``Parameter.grad`` (so
+micro-batches accumulate until ``zero_grad``) and returns the gradient with respect to the
 layer's input, or ``None`` when ``need_input_grad`` is False (a first layer, or one after a
-frozen prefix, skips that work entirely).
+frozen prefix, skips that work entirely). Any other module writes only ``forward`` and gets its
+backward from the record.
 
 Freezing is explicit: ``freeze()`` sets ``requires_grad = False`` on every parameter of the
 module and its children, and layers then ask the kernels for no parameter gradients at all.
@@ -15,14 +17,33 @@ and keeps its running statistics even in ``train()`` mode.
 
 from __future__ import annotations
 
+import functools
+import math
+import threading
 from collections import OrderedDict
 from typing import Any, Iterator
 
 import numpy as np
 
 from .._grad_mode import is_grad_enabled
+from . import _record
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _primitive_backward(impl):
+    """A primitive layer's ``backward``: its hand-written derivative while the record replays one of
+    its calls (or a subclass's ``super().backward``), otherwise a replay of its last top-level call."""
+
+    @functools.wraps(impl)
+    def backward(self, grad, need_input_grad=False):
+        node = _record._tls.node
+        if node is not None and node.module is self:
+            return impl(self, grad, need_input_grad)
+        return Module.backward(self, grad, need_input_grad)
+
+    backward._replays = True
+    return backward
 
 
 class Parameter:
@@ -59,6 +80,54 @@ class Parameter:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
 
 
+class _Deferred(threading.local):
+    budget: int | None = None   # bytes of parameters still allowed while a file loads, else None
+
+
+_deferred = _Deferred()
+
+
+class ParameterBudgetError(ValueError):
+    """Building a model from a file would allocate more parameter memory than the file holds."""
+
+
+def new_parameter_data(shape: tuple, dtype, init) -> np.ndarray:
+    """``init()``: a layer's initialised parameter array. While ``convcore.load`` builds a model
+    (see ``deferred_init``) the values come from the file instead: the array is left uninitialised
+    and its size is charged against what the file can hold, before anything is allocated."""
+    budget = _deferred.budget
+    if budget is None:
+        return init()
+    nbytes = math.prod(int(s) for s in shape) * np.dtype(dtype).itemsize
+    if nbytes > budget:
+        raise ParameterBudgetError(f"the architecture declares a parameter of shape {tuple(shape)} ({nbytes:,} "
+                                   f"bytes), more than the file's arrays can hold ({budget:,} bytes left)")
+    _deferred.budget = budget - nbytes
+    return np.empty(shape, dtype=dtype)
+
+
+def loading() -> bool:
+    """Whether ``convcore.load`` is building a model in this thread (its values come from the file,
+    so a module's own initialisation may be skipped)."""
+    return _deferred.budget is not None
+
+
+class deferred_init:
+    """Within the block, built-in layers allocate parameters uninitialised, at most ``budget``
+    bytes in all (``new_parameter_data``); used by ``convcore.load``."""
+
+    def __init__(self, budget: int):
+        self.budget = int(budget)
+
+    def __enter__(self):
+        self._prev, _deferred.budget = _deferred.budget, self.budget
+        return self
+
+    def __exit__(self, *exc):
+        _deferred.budget = self._prev
+        return False
+
+
 def check_input(x, name: str, layer: "Module", ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
     """A float32/float64 ndarray with the expected number of dimensions, or a clear error."""
     if not isinstance(x, np.ndarray):
@@ -75,19 +144,51 @@ def check_input(x, name: str, layer: "Module", ndim: int | tuple[int, ...] | Non
 
 
 class Module:
-    """Base class of every layer and container.
+    """Base class of every layer, container and model.
 
-    Subclasses implement ``forward(x)`` and ``backward(grad, need_input_grad=True)``, register
-    parameters by assigning ``Parameter``s and children by assigning ``Module``s, and return their
-    constructor arguments from ``get_config()`` (used by ``convcore.save``).
+    Two kinds of subclasses:
+
+    * **Define-by-run modules** assign children in ``__init__`` and write only
+      ``forward(self, *inputs)``, calling children and ``convcore.functional`` ops. Their backward
+      comes from the record of each call (see ``convcore.nn._record``): ``model(x)`` records the
+      calls of that forward, ``model.backward(grad)`` replays them in reverse.
+    * **Primitive layers** also write ``backward(self, grad, need_input_grad)``, the hand-written
+      derivative of one call: ``forward`` keeps what it needs with ``self.save_for_backward(...)``
+      and ``backward`` reads it back with ``self.saved()``. Both belong to the call, not to the
+      module, so a layer may be used several times in one forward and by several threads.
+      ``backward`` adds parameter gradients into ``Parameter.grad`` (calls accumulate until
+      ``zero_grad``) and returns the input gradient, or ``None`` when ``need_input_grad`` is
+      False. With several array inputs, ``need_input_grad`` is a tuple and it returns a tuple.
+
+    Calling ``backward`` yourself, on any module, replays the module's last top-level call in this
+    thread. Constructor arguments come back from ``get_config()`` (``convcore.save`` stores them;
+    custom modules become saveable with ``@convcore.nn.register``).
     """
+
+    _primitive = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        impl = cls.__dict__.get("backward")
+        if impl is not None and not getattr(impl, "_replays", False):
+            cls.backward = _primitive_backward(impl)
+            cls._primitive = True
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_calls", threading.local())  # per thread: the last top-level record
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_calls", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        object.__setattr__(self, "_calls", threading.local())
 
     # -- registry --------------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -111,6 +212,13 @@ class Module:
                 return d[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __delattr__(self, name: str) -> None:
+        for store in (self._parameters, self._modules, self._buffers):
+            if name in store:
+                del store[name]
+                return
+        object.__delattr__(self, name)
+
     def register_buffer(self, name: str, value: np.ndarray) -> None:
         """A non-trainable array saved in ``state_dict`` (e.g. BatchNorm's running statistics)."""
         self.__dict__.pop(name, None)
@@ -120,44 +228,72 @@ class Module:
         self._buffers[name] = value
 
     # -- the layer contract ----------------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
-    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        raise NotImplementedError(f"{type(self).__name__}.backward")
+    def __call__(self, *args, **kwargs):
+        state = _record._tls
+        scope = state.scope
+        if scope is None or state.node is not None:
+            return _record.call_top(self, args, kwargs)
+        if not self._primitive:
+            return self.forward(*args, **kwargs)
+        if scope.record is None or not is_grad_enabled():
+            return _record.call_plain(self, args, kwargs)
+        return _record.call_node(self, scope.record, args, kwargs)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def backward(self, grad, need_input_grad: bool = False):
+        """Back-propagate ``grad`` through this module's last top-level call in this thread.
 
-    def _save(self, *values) -> None:
-        """Cache ``values`` for backward when gradients are enabled; under ``no_grad`` drop any
-        earlier cache instead, so a later backward fails loudly rather than using stale values."""
-        self._cache = values if is_grad_enabled() else None
+        Parameter gradients are added into ``Parameter.grad`` for every parameter that requires
+        one (frozen ones get none, and layers that lead only to frozen ones are not visited). The
+        gradient with respect to the input is computed only when asked: ``need_input_grad=True``
+        returns it (a tuple for several inputs; a tuple of flags asks per input); by default the
+        call returns None and a first convolution skips its input gradient entirely.
 
-    def _saved(self) -> tuple:
-        if self._cache is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called without a matching forward: the last "
-                "forward ran under convcore.no_grad() (or no forward ran), so nothing was cached"
-            )
-        return self._cache
+        ``grad`` has the shape of the forward's output (a tuple of arrays, or None for an output
+        without gradient, when the forward returned a tuple).
+        """
+        record = getattr(self._calls, "last", None)
+        if record is None or record is _record.NO_GRAD:
+            why = ("its last forward in this thread ran under convcore.no_grad(), which records nothing"
+                   if record is _record.NO_GRAD else "no forward of it ran in this thread")
+            raise RuntimeError(f"{type(self).__name__}.backward called without a matching forward: {why}")
+        return record.backward(grad, need_input_grad)
+
+    def save_for_backward(self, *values) -> None:
+        """Keep ``values`` for this call's backward (primitive layers, inside ``forward``).
+
+        Nothing is kept under ``no_grad``; the values belong to the call being recorded, never to
+        the module."""
+        _record.save_into_node(self, values)
+
+    def saved(self) -> tuple:
+        """What ``forward`` kept with ``save_for_backward`` for the call being back-propagated."""
+        return _record.saved_of(self)
 
     # -- traversal -------------------------------------------------------------------------------
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        for name, p in self._parameters.items():
-            yield prefix + name, p
-        for name, m in self._modules.items():
-            yield from m.named_parameters(prefix + name + ".")
+    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) pairs; a parameter reachable under several names (shared
+        modules, tied weights) is yielded once, under its first name, unless ``remove_duplicate``
+        is False."""
+        seen: set[int] = set()
+        for mod_name, m in self.named_modules(prefix.rstrip("."), remove_duplicate=remove_duplicate):
+            for name, p in m._parameters.items():
+                if p is None or (remove_duplicate and id(p) in seen):
+                    continue
+                seen.add(id(p))
+                yield (mod_name + "." if mod_name else "") + name, p
 
     def parameters(self) -> Iterator[Parameter]:
+        """Every distinct parameter, once (a shared parameter is not listed twice)."""
         for _, p in self.named_parameters():
             yield p
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, b in self._buffers.items():
-            yield prefix + name, b
-        for name, m in self._modules.items():
-            yield from m.named_buffers(prefix + name + ".")
+    def named_buffers(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+        for mod_name, m in self.named_modules(prefix.rstrip("."), remove_duplicate=remove_duplicate):
+            for name, b in m._buffers.items():
+                yield (mod_name + "." if mod_name else "") + name, b
 
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
         yield from self._modules.items()
@@ -165,10 +301,22 @@ class Module:
     def children(self) -> Iterator["Module"]:
         yield from self._modules.values()
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        yield prefix, self
-        for name, m in self._modules.items():
-            yield from m.named_modules(prefix + ("." if prefix else "") + name)
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
+        """(dotted path, module) for this module and every descendant, each distinct module once
+        (under its first path) unless ``remove_duplicate`` is False."""
+        memo: set[int] = set()
+
+        def walk(m: "Module", path: str):
+            if remove_duplicate:
+                if id(m) in memo:
+                    return
+                memo.add(id(m))
+            yield path, m
+            for name, child in m._modules.items():
+                if child is not None:
+                    yield from walk(child, path + ("." if path else "") + name)
+
+        yield from walk(self, prefix)
 
     def modules(self) -> Iterator["Module"]:
         for _, m in self.named_modules():
@@ -218,11 +366,13 @@ class Module:
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter and buffer, keyed as PyTorch keys them ("0.weight", ...)."""
+        """Copies of every parameter and buffer, keyed as PyTorch keys them ("0.weight", ...).
+
+        As in PyTorch, a parameter shared by several modules appears under each of its names."""
         out: OrderedDict[str, np.ndarray] = OrderedDict()
-        for name, p in self.named_parameters():
+        for name, p in self.named_parameters(remove_duplicate=False):
             out[name] = p.data.copy()
-        for name, b in self.named_buffers():
+        for name, b in self.named_buffers(remove_duplicate=False):
             out[name] = np.array(b, copy=True)
         return out
 
@@ -232,8 +382,8 @@ class Module:
         Values are converted to each target's dtype. With ``strict`` the keys must match exactly;
         shapes must always match. A failure changes nothing.
         """
-        own_params = dict(self.named_parameters())
-        own_buffers = dict(self.named_buffers())
+        own_params = dict(self.named_parameters(remove_duplicate=False))
+        own_buffers = dict(self.named_buffers(remove_duplicate=False))
         expected = set(own_params) | set(own_buffers)
         given = set(state)
         missing, unexpected = sorted(expected - given), sorted(given - expected)
@@ -248,13 +398,13 @@ class Module:
                     f"load_state_dict: {key} has shape {value.shape}, the module expects {target.shape}"
                 )
             staged.append((key, value.astype(target.dtype, copy=True)))
+        owners = dict(self.named_modules(remove_duplicate=False))
         for key, value in staged:
             if key in own_params:
                 own_params[key].data = value
             else:
                 owner_name, _, leaf = key.rpartition(".")
-                owner = dict(self.named_modules())[owner_name]
-                owner._buffers[leaf] = value
+                owners[owner_name]._buffers[leaf] = value
 
     def astype(self, dtype) -> "Module":
         """Convert every parameter and floating buffer to ``dtype`` (float32 or float64); returns self."""
@@ -262,7 +412,7 @@ class Module:
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64; received {dtype}")
         for p in self.parameters():
-            p.data = p.data.astype(dtype)
+            p.data = p.data.astype(dtype, copy=False)
             p.grad = None
         for m in self.modules():
             for k, b in m._buffers.items():
@@ -272,13 +422,14 @@ class Module:
 
     # -- description -----------------------------------------------------------------------------
     def get_config(self) -> dict:
-        """Constructor arguments as JSON-able values (``convcore.save`` stores them)."""
+        """Constructor arguments as JSON-able values, or Modules (``convcore.save`` stores them)."""
         return {}
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if not isinstance(v, Module))
 
     def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameter values, each distinct parameter counted once."""
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def __repr__(self) -> str:
@@ -287,36 +438,21 @@ class Module:
             frozen = " frozen" if self.frozen else ""
             suffix = f"  # {n:,} params{frozen}" if n else ""
             return f"{type(self).__name__}({self.extra_repr()}){suffix}"
-        lines = [f"{type(self).__name__}("]
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
         for name, m in self._modules.items():
             body = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         lines.append(f")  # {self.num_parameters():,} params, {self.num_parameters(True):,} trainable")
         return "\n".join(lines)
 
-    def summary(self, input_shape, dtype=np.float32) -> str:
-        """Layer-by-layer output shapes and parameter counts for an input of ``input_shape``
-        (including the batch dimension), plus trainable / frozen / buffer totals."""
-        from .._grad_mode import no_grad
+    def summary(self, input_shape, dtype=None) -> str:
+        """A table of the calls one forward makes: each call's module (or op), its output shape
+        and parameter count, plus trainable / frozen / buffer totals.
 
-        rows = [("layer", "output shape", "params")]
-        x = np.zeros(tuple(input_shape), dtype=dtype)
-        leaves = list(self._modules.items()) if self._modules else [(type(self).__name__, self)]
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                for name, m in leaves:
-                    x = m(x)
-                    shape = tuple(x[0].shape if isinstance(x, tuple) else x.shape)
-                    rows.append((f"{name} {type(m).__name__}", str(shape), f"{m.num_parameters():,}"))
-        finally:
-            self.train(was_training)
-        width = [max(len(r[i]) for r in rows) for i in range(3)]
-        text = [f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:>{width[2]}}" for r in rows]
-        total = self.num_parameters()
-        trainable = self.num_parameters(trainable_only=True)
-        buffers = sum(np.asarray(b).size for _, b in self.named_buffers())
-        text.append(f"total {total:,} params: {trainable:,} trainable, {total - trainable:,} frozen; "
-                    f"{buffers:,} buffer values")
-        return "\n".join(text)
+        ``input_shape`` may include the batch axis or not (then a batch of one is used); a model
+        with several inputs takes a list of shapes; ``dtype`` defaults to the model's. The forward
+        is traced once in eval mode, so any model works, define-by-run ones included.
+        """
+        from ._summary import summarize
+
+        return summarize(self, input_shape, dtype)

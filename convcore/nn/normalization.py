@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._grad_mode import eval_forced
-from .module import Module, Parameter, check_input
+from .._validation import check_count
+from .module import Module, Parameter, check_input, new_parameter_data
 
 
 class _BatchNorm(Module):
@@ -14,18 +15,19 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  dtype=np.float32):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
-            raise ValueError(f"{type(self).__name__}: num_features must be a positive int; received {num_features!r}")
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        num_features = check_count(num_features, "num_features", type(self).__name__, maximum=2**40)
+        self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         if self.affine:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+            self.weight = Parameter(new_parameter_data((num_features,), dtype, lambda: np.ones(num_features, dtype)))
+            self.bias = Parameter(new_parameter_data((num_features,), dtype, lambda: np.zeros(num_features, dtype)))
         else:
             self.weight = self.bias = None
         if self.track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+            self.register_buffer("running_mean", new_parameter_data((num_features,), dtype,
+                                                                    lambda: np.zeros(num_features, dtype)))
+            self.register_buffer("running_var", new_parameter_data((num_features,), dtype,
+                                                                   lambda: np.ones(num_features, dtype)))
             self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
 
     def _axes(self, x):
@@ -60,11 +62,11 @@ class _BatchNorm(Module):
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
         xhat = (x - mean.reshape(bshape)) * inv_std.reshape(bshape)
         y = xhat if not self.affine else xhat * self.weight.data.reshape(bshape) + self.bias.data.reshape(bshape)
-        self._save(xhat, inv_std, batch)
+        self.save_for_backward(xhat, inv_std, batch)
         return y
 
-    def backward(self, grad, need_input_grad=True):
-        xhat, inv_std, batch = self._saved()
+    def backward(self, grad, need_input_grad):
+        xhat, inv_std, batch = self.saved()
         axes, bshape = self._axes(grad), self._bshape(grad)
         if self.affine:
             if self.weight.requires_grad:
