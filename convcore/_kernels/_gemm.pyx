@@ -145,6 +145,10 @@ def sgemm_nt(const float[:, ::1] a,   # IN  (M, K)
                          f"b ({b.shape[0]}, {b.shape[1]}), c ({c.shape[0]}, {c.shape[1]})")
     if c.shape[0] == 0 or c.shape[1] == 0:
         return
+    if a.shape[1] == 0:   # empty sums (and no pointer into an empty axis)
+        if not accumulate:
+            c[:, :] = 0
+        return
     with nogil:
         gemm_nt(d, c.shape[0], c.shape[1], a.shape[1], &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
                 &c[0, 0], c.shape[1], accumulate)
