@@ -742,3 +742,36 @@ def test_adaptive_avg_pool_matches_torch(size, rng):
     ty.backward(torch.tensor(g))
     assert_close(y, ty, 1e-12)
     assert_close(gx, tx.grad, 1e-12)
+
+
+def test_gradient_accumulation_never_writes_into_an_array_still_in_use(rng):
+    class Bias(nn.Module):
+        """A primitive whose parameter gradient is the upstream gradient itself."""
+
+        def __init__(self):
+            super().__init__()
+            self.b = nn.Parameter(np.zeros(3))
+
+        def forward(self, x):
+            return x + self.b.data
+
+        def backward(self, grad, need_input_grad):
+            self.b.accumulate(grad.sum(axis=0) if grad.ndim == 2 else grad)
+            return grad if need_input_grad else None
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = Bias()
+
+        def forward(self, x):
+            return self.bias(self.bias(x))     # the same module twice: its gradient accumulates
+
+    m = Twice()
+    x = rng.standard_normal((1, 3))
+    y = m(x)
+    gy = np.ones((1, 3))
+    gx = m.backward(gy, need_input_grad=True)
+    np.testing.assert_array_equal(m.bias.b.grad, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(gx, np.ones((1, 3)))
+    np.testing.assert_array_equal(gy, np.ones((1, 3)))     # the caller's array is untouched

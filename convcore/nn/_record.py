@@ -247,16 +247,19 @@ def _plain(a):
     return a._array if a._array is not None else a.view(np.ndarray)
 
 
-def _check_traced(a, module) -> tuple | None:
-    """The producer reference of a recorded call's input, or None for a constant."""
+def _check_traced(a, module, output: bool = False) -> tuple | None:
+    """The producer reference of a recorded call's input (or of a forward's output), or None for a
+    constant."""
     if type(a) is not TracedArray:
         return None
     if a._ref is None and a.dtype.kind == "f":
+        where = (f"{type(module).__name__}.forward returned an array" if output else
+                 f"{type(module).__name__} received an array")
         raise GraphError(
-            f"{type(module).__name__} received an array computed by {a._untraced} from an intermediate "
-            "of this forward; that operation is not recorded, so the gradient through it would be lost. "
-            "Use a convcore layer or a convcore.functional op (add, sub, mul, cat, reshape, flatten, "
-            "relu, ...), or detach explicitly with np.asarray(...)."
+            f"{where} computed by {a._untraced} from an intermediate of this forward; that operation is "
+            "not recorded, so the gradient through it would be lost. Use a convcore layer or a "
+            "convcore.functional op (add, sub, mul, cat, reshape, flatten, relu, ...), or detach "
+            "explicitly with np.asarray(...)."
         )
     return a._ref
 
@@ -348,7 +351,7 @@ def _record_top(module, record: Record, args, kwargs):
     plain = []
     for y in outs:
         if isinstance(y, np.ndarray):
-            ref = _check_traced(y, module) if type(y) is TracedArray else None
+            ref = _check_traced(y, module, output=True) if type(y) is TracedArray else None
             record.outputs.append(ref)
             record.out_meta.append((y.shape, y.dtype))
             plain.append(_plain(y))

@@ -50,12 +50,13 @@ class Parameter:
     """A trainable array: ``data``, its accumulated ``grad`` (None until a backward), and
     ``requires_grad`` (False when frozen)."""
 
-    __slots__ = ("data", "grad", "requires_grad")
+    __slots__ = ("data", "grad", "requires_grad", "_own")
 
     def __init__(self, data: np.ndarray, requires_grad: bool = True):
         self.data = np.ascontiguousarray(data)
         self.grad: np.ndarray | None = None
         self.requires_grad = bool(requires_grad)
+        self._own = None   # the gradient array this parameter allocated itself, safe to add into
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -70,11 +71,14 @@ class Parameter:
         return self.data.size
 
     def accumulate(self, grad: np.ndarray) -> None:
-        """Add ``grad`` into ``self.grad`` (the first gradient is stored as is)."""
+        """Add ``grad`` into ``self.grad``. The first gradient is stored as is; the second makes a
+        new array (the first may be an array its layer still uses elsewhere), later ones add into it."""
         if self.grad is None:
             self.grad = grad
-        else:
+        elif self.grad is self._own:
             self.grad += grad
+        else:
+            self.grad = self._own = self.grad + grad
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
