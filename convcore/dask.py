@@ -89,7 +89,7 @@ def _limited(threads: int):
         yield
 
 
-def _check(X) -> "da.Array":
+def _check(X) -> da.Array:
     if not isinstance(X, da.Array):
         raise TypeError(f"X must be a dask.array.Array; received {type(X).__name__}")
     if X.ndim != 4:

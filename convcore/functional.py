@@ -58,7 +58,7 @@ def cat(arrays, dim: int = 1) -> np.ndarray:
     return _run(_concat(int(dim)), *arrays)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _concat(dim: int):
     from .nn.merge import Concat
 

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import numerical_grad
 
 import convcore
 from convcore import functional as F
@@ -14,7 +15,6 @@ from convcore import nn, optim
 from convcore.nn import GraphError
 from convcore.serialization import ModelFileError
 
-from conftest import numerical_grad
 
 def _torch():   # torch is optional: only the parity tests need it
     return pytest.importorskip("torch")
@@ -152,7 +152,7 @@ def test_resnet18_matches_torch_train_eval_backward_and_sgd_step(rng):
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     topt = torch.optim.SGD(tm.parameters(), lr=0.05, momentum=0.9)
     tparams = dict(tm.named_parameters())
-    for step in range(2):   # two steps, so the momentum buffers matter
+    for _ in range(2):   # two steps, so the momentum buffers matter
         opt.zero_grad()
         topt.zero_grad()
         y = model(x)
@@ -769,7 +769,7 @@ def test_gradient_accumulation_never_writes_into_an_array_still_in_use(rng):
 
     m = Twice()
     x = rng.standard_normal((1, 3))
-    y = m(x)
+    m(x)
     gy = np.ones((1, 3))
     gx = m.backward(gy, need_input_grad=True)
     np.testing.assert_array_equal(m.bias.b.grad, [2.0, 2.0, 2.0])

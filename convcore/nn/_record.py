@@ -37,8 +37,8 @@ class GraphError(RuntimeError):
 
 
 class _State(threading.local):
-    scope: "Scope | None" = None   # the active top-level call of this thread
-    node: "Node | None" = None     # the call whose forward or backward is running
+    scope: Scope | None = None   # the active top-level call of this thread
+    node: Node | None = None     # the call whose forward or backward is running
 
 
 _tls = _State()
@@ -58,7 +58,7 @@ def active_scope() -> Scope | None:
     return _tls.scope
 
 
-def active_record() -> "Record | None":
+def active_record() -> Record | None:
     """The record of this thread's forward in progress, or None (no forward, or ``no_grad``)."""
     scope = _tls.scope
     if scope is None or scope.record is None or _tls.node is not None or not is_grad_enabled():
@@ -161,7 +161,7 @@ class Record:
             grads = list(grad)
         else:
             grads = [grad]
-        for i, (g, (shape, dtype)) in enumerate(zip(grads, self.out_meta)):
+        for i, (g, (shape, _)) in enumerate(zip(grads, self.out_meta)):
             if g is None:
                 continue
             if not isinstance(g, np.ndarray):

@@ -18,7 +18,7 @@ def _sections(lines):
 
 
 def rewrite(app, what, name, obj, options, lines):
-    for title, start, end in reversed(_sections(lines)):
+    for title, start, _ in reversed(_sections(lines)):
         if title == "Example":
             lines[start] = lines[start].replace("Example", "Examples")
             lines[start + 1] = lines[start + 1] + "-"
