@@ -775,3 +775,16 @@ def test_gradient_accumulation_never_writes_into_an_array_still_in_use(rng):
     np.testing.assert_array_equal(m.bias.b.grad, [2.0, 2.0, 2.0])
     np.testing.assert_array_equal(gx, np.ones((1, 3)))
     np.testing.assert_array_equal(gy, np.ones((1, 3)))     # the caller's array is untouched
+
+
+def test_files_written_by_convcore_0_1_still_load():
+    """tests/data/v1_*.npz were written by convcore 0.1 (format version 1), with its predictions."""
+    import pathlib
+
+    data = pathlib.Path(__file__).parent / "data"
+    with np.load(data / "v1_expected.npz") as expected:
+        chain = convcore.load(data / "v1_chain.npz")
+        assert chain[0].frozen and not chain[6].frozen
+        np.testing.assert_array_equal(convcore.predict(chain, expected["x"]), expected["chain"])
+        ae = convcore.load(data / "v1_autoencoder.npz")
+        np.testing.assert_array_equal(convcore.predict(ae, expected["x8"]), expected["ae"])
