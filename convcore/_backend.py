@@ -89,8 +89,8 @@ def set_backend(name: str) -> None:
 def use_backend(name: str) -> Iterator[str]:
     """Use backend ``name`` inside the ``with`` block, in this thread (context) only.
 
-    Example
-    -------
+    Examples
+    --------
     >>> with convcore.use_backend("numpy"):
     ...     y = convcore.ops.conv2d(x, w)
     """
@@ -173,8 +173,8 @@ def threads(n: int) -> Iterator[int]:
     """Use ``n`` kernel threads inside the ``with`` block, in this thread (or asyncio task) only:
     other threads, and the process-wide ``set_num_threads`` setting, are not affected.
 
-    Example
-    -------
+    Examples
+    --------
     >>> with convcore.threads(1):
     ...     y = model(x)
     """

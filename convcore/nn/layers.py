@@ -112,8 +112,8 @@ class Conv2d(_ConvNd):
     input (N, C_in, H, W) -> output (N, C_out, OH, OW),
     ``OH = floor((H + pad_top + pad_bottom - dilation * (KH - 1) - 1) / stride) + 1``
 
-    Example
-    -------
+    Examples
+    --------
     >>> conv = Conv2d(1, 32, 5, padding=2)
     >>> conv(np.zeros((8, 1, 28, 28), np.float32)).shape
     (8, 32, 28, 28)
