@@ -778,13 +778,14 @@ def test_gradient_accumulation_never_writes_into_an_array_still_in_use(rng):
 
 
 def test_files_written_by_convcore_0_1_still_load():
-    """tests/data/v1_*.npz were written by convcore 0.1 (format version 1), with its predictions."""
+    """tests/data/v1_*.npz were written by convcore 0.1 (format version 1), with its predictions
+    (compared to float rounding: the kernels have changed since)."""
     import pathlib
 
     data = pathlib.Path(__file__).parent / "data"
     with np.load(data / "v1_expected.npz") as expected:
         chain = convcore.load(data / "v1_chain.npz")
         assert chain[0].frozen and not chain[6].frozen
-        np.testing.assert_array_equal(convcore.predict(chain, expected["x"]), expected["chain"])
+        np.testing.assert_allclose(convcore.predict(chain, expected["x"]), expected["chain"], rtol=1e-5, atol=1e-6)
         ae = convcore.load(data / "v1_autoencoder.npz")
-        np.testing.assert_array_equal(convcore.predict(ae, expected["x8"]), expected["ae"])
+        np.testing.assert_allclose(convcore.predict(ae, expected["x8"]), expected["ae"], rtol=1e-5, atol=1e-6)

@@ -234,6 +234,9 @@ def test_plan_chooses_where_each_strategy_wins():
     assert pick(l1, 32, pass_="grad_input") == "fused_im2col"                    # ...its gradient: 1 output
     assert pick(l1, 32, dtype=np.float64) == "blas_batched"                      # on BLAS: too thin
     assert pick(geo(3, 10, 1, 0, 256), 16, isa="portable") == "blas_banded"      # many positions
+    for pass_ in _conv_plan.PASSES:                                              # few: one batched GEMM
+        assert pick(geo(512, 3, 1, 1, 1), 512, pass_=pass_) == "blas_batched"      # ResNet layer4, 1x1 maps
+        assert pick(geo(256, 3, 2, 1, 4), 512, pass_=pass_) == "blas_batched"
     p = _conv_plan.plan(l2, 64, np.float32, 1, "avx512", "forward", force="blas_banded")
     assert p.strategy == "blas_banded" and p.band_bytes == _conv_plan.BLAS_BAND_BYTES
     assert _conv_plan.plan(l2, 64, np.float32, 2, "avx512", "forward", force="fused_unfolded").strategy == "blas_batched"

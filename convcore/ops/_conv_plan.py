@@ -50,6 +50,12 @@ FUSED_UNFOLD_MIN_DEPTH = 16    # fused_unfolded forward / input gradient: GEMM d
                               # below this makes KH thin GEMMs re-reading C; im2col's one deeper GEMM
                               # wins (L1 forward, depth 5: 0.69 vs 1.1 ms AVX-512, 0.69 vs 0.87 AVX2;
                               # this Zen 5)
+FUSED_MIN_POSITIONS = 32      # fused strategies work image by image, so an image's output positions
+                              # are their GEMMs' N: below this the tiles are nearly empty and one
+                              # batched GEMM over all images' positions wins by far (ResNet-18 at
+                              # 32x32, batch 16: layer4's 3x3 convolutions on 1x1 and 2x2 maps; the
+                              # training step 238 -> 63 ms with blas_batched below 32 positions, 66
+                              # below 8, 68 below 128; this Zen 5, AVX-512)
 FUSED_BAND_BYTES = 512 * 1024  # fused: unfolded rows / columns of one band, about a core's L2 share
 DOT_MIN_POSITIONS = 512       # fused weight gradient: bands this long take dot products, shorter
                               # ones the packed GEMM (AVX2: L2, 196 positions: 13 vs 39 ms; S1,
@@ -103,6 +109,8 @@ def usable(strategy: str, geo: Geometry, dtype, groups: int, backend: str) -> bo
 
 def _default(geo: Geometry, f: int, dtype, groups: int, isa: str, pass_: str, backend: str) -> str:
     fused = np.dtype(dtype) == np.float32 and backend == "cython" and isa in VECTOR_ISAS and groups == 1
+    if fused and geo.oh * geo.ow < FUSED_MIN_POSITIONS and not is_pointwise(geo):
+        return "blas_batched"
     c = geo.c
     # Rows of the fused unfolded GEMM: the forward's output channels, or the flipped convolution's
     # (input gradient) input channels; its depth the other count times KW. The im2col input
