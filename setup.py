@@ -6,7 +6,10 @@ This file only does what pyproject.toml cannot:
   (checks off; ``CONVCORE_CYTHON_DEBUG=1`` turns bounds/wraparound/initialized checks back on),
 * add ``-O3`` on unix compilers (never ``-ffast-math``: max pooling must see NaNs),
 * enable OpenMP when the configured compiler can compile *and link* a tiny OpenMP
-  program, and build serial kernels otherwise (still correct, just single-threaded).
+  program, and build serial kernels otherwise (still correct, just single-threaded),
+* build the GEMM module from its hand-written C (``convcore/_kernels/gemm/``): the AVX2 and
+  AVX-512 micro-kernels carry per-function ``target`` attributes and are chosen at run time, so
+  the build itself stays baseline x86-64 (no ``-march=native``).
 
 Environment variables:
 
@@ -15,6 +18,9 @@ Environment variables:
 ``CONVCORE_SANITIZE``      ``1``: also compile and link with AddressSanitizer + UBSan (debug only).
 ``CONVCORE_CYTHON_ANNOTATE`` ``1``: write Cython's HTML annotation next to each ``.pyx``.
 ``CONVCORE_NATIVE``        ``1``: add ``-march=native`` (local benchmarks only, never for wheels).
+``CONVCORE_SIMDE``         ``1``: compile the AVX-512 micro-kernels against SIMDe's portable
+                           intrinsics (``pip install simde-py``), so a machine without AVX-512 runs
+                           their correctness tests (a test build: slow, never for users).
 """
 
 import os
@@ -25,7 +31,8 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["_conv", "_pool", "_elementwise"]
+KERNELS = ["_gemm", "_conv", "_pool", "_elementwise"]
+GEMM_C = ["cc_gemm.c", "cc_avx2.c", "cc_avx512.c"]   # convcore/_kernels/gemm/: hand-written, not generated
 
 _OPENMP_PROBE = r"""
 #include <omp.h>
@@ -76,6 +83,14 @@ def _openmp_flags(compiler):
 
 class BuildExt(build_ext):
     def build_extensions(self):
+        # A SIMDe build and a native one compile the same sources differently: never reuse the
+        # other flavour's objects or modules left in build/ (setuptools only compares timestamps).
+        flavour = "simde" if _flag("CONVCORE_SIMDE") else "native"
+        marker = Path(self.build_temp, "convcore-gemm-flavour")
+        if not marker.exists() or marker.read_text() != flavour:
+            self.force = True
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(flavour)
         unix = self.compiler.compiler_type != "msvc"
         openmp = _openmp_flags(self.compiler)
         compile_args, link_args = [], []
@@ -113,11 +128,21 @@ def _extensions():
         "cdivision": True,
         "embedsignature": True,
     }
-    exts = [
-        Extension(f"convcore._kernels.{name}", [f"convcore/_kernels/{name}.pyx"],
-                  include_dirs=["convcore/_kernels"], depends=["convcore/_kernels/_sgemm.h"])
-        for name in KERNELS
-    ]
+    gemm_dir = "convcore/_kernels/gemm"
+    headers = [f"{gemm_dir}/cc_gemm.h", "convcore/_kernels/_gemm.pxd"]
+    exts = []
+    for name in KERNELS:
+        sources, include, macros = [f"convcore/_kernels/{name}.pyx"], ["convcore/_kernels"], []
+        if name == "_gemm":
+            sources += [f"{gemm_dir}/{c}" for c in GEMM_C]
+            if _flag("CONVCORE_SIMDE"):
+                import simde_py
+
+                include.append(simde_py.get_include())
+                macros.append(("CC_AVX512_SIMDE", "1"))
+                print("convcore: CONVCORE_SIMDE=1, AVX-512 kernels built on SIMDe's emulation (test build)")
+        exts.append(Extension(f"convcore._kernels.{name}", sources, include_dirs=include, define_macros=macros,
+                              depends=headers + [f"{gemm_dir}/{c}" for c in GEMM_C]))
     return cythonize(
         exts,
         compiler_directives=directives,

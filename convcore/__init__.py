@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from . import _backend, ops
+from . import _backend, _caps, ops
 from . import nn, functional, optim, metrics, datasets, models, adversarial, callbacks, data, transforms
 from ._grad_mode import is_grad_enabled, no_grad
 from ._random import manual_seed
@@ -56,8 +56,12 @@ def info() -> dict:
 
     Keys: ``version``, ``backend`` (active in this thread), ``compiled`` (whether the extension
     loaded), ``compiled_error`` (why not, else None), ``openmp`` (whether the extension was built
-    with OpenMP), ``threads`` (convcore's kernel threads), ``workspace_bytes``, ``numpy``,
-    ``blas`` (numpy's BLAS, its kernel and threads when threadpoolctl is installed), ``python``.
+    with OpenMP), ``isa`` (the micro-kernel convcore's float32 GEMM runs: "avx512", "avx2" or
+    "portable", which sends float32 to BLAS), ``cpu_isa`` (the best this CPU and build could run),
+    ``max_isa`` (the ``CONVCORE_MAX_ISA`` cap), ``gemm`` (the micro-kernel's descriptor: mr, nr,
+    kc, nc, pack_m, emulated), ``threads`` (convcore's kernel threads), ``workspace_bytes``,
+    ``numpy``, ``blas`` (numpy's BLAS, its kernel and threads when threadpoolctl is installed),
+    ``python``.
     """
     return {
         "version": __version__,
@@ -65,6 +69,10 @@ def info() -> dict:
         "compiled": _backend.COMPILED,
         "compiled_error": _backend.COMPILED_ERROR,
         "openmp": _backend.openmp_enabled(),
+        "isa": _caps.isa(),
+        "cpu_isa": _caps.cpu_isa(),
+        "max_isa": _caps.MAX_ISA,
+        "gemm": _caps.descriptor(),
         "threads": get_num_threads(),
         "workspace_bytes": get_workspace_limit(),
         "numpy": np.__version__,

@@ -23,7 +23,7 @@ _KERNEL_NAMES = ("im2col", "col2im", "unfold_width", "sum_rows_to_nchw", "max_po
                  "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward")
 
 try:  # a user's broken build must not break ``import convcore``: fall back and say why
-    from ._kernels import _conv, _elementwise, _pool
+    from ._kernels import _conv, _elementwise, _gemm, _pool
 except ImportError as exc:  # pragma: no cover - exercised only without a built extension
     _compiled = None
     COMPILED_ERROR: str | None = f"{type(exc).__name__}: {exc}"
@@ -33,15 +33,14 @@ else:
         col2im=_conv.col2im,
         unfold_width=_conv.unfold_width,
         sum_rows_to_nchw=_conv.sum_rows_to_nchw,
-        # compiled only: the width-unfolded float32 convolution fused with convcore's own GEMM
-        pack_weights=_conv.pack_weights,
+        # compiled only: the float32 convolutions fused with convcore's own GEMM (``_gemm``, its
+        # micro-kernel chosen by ``convcore._caps``)
         conv_unfolded=_conv.conv_unfolded,
         conv_unfolded_grad_weight=_conv.conv_unfolded_grad_weight,
-        sgemm=_conv.sgemm,
-        pack_matrix=_conv.pack_matrix,
         conv_im2col=_conv.conv_im2col,
         conv_im2col_grad_input=_conv.conv_im2col_grad_input,
         conv_im2col_grad_weight=_conv.conv_im2col_grad_weight,
+        sgemm=_gemm.sgemm,
         max_pool2d=_pool.max_pool2d,
         max_pool2d_backward=_pool.max_pool2d_backward,
         avg_pool2d=_pool.avg_pool2d,
@@ -52,8 +51,6 @@ else:
     COMPILED_ERROR = None
 
 COMPILED = _compiled is not None
-# The fused float32 kernels pay off only with the AVX2+FMA micro-kernel; elsewhere BLAS is faster.
-FUSED_SGEMM = COMPILED and _conv.sgemm_kernel() == "avx2"
 _TABLES = {"numpy": _numpy_kernels}
 if _compiled is not None:
     _TABLES["cython"] = _compiled
@@ -92,8 +89,8 @@ def set_backend(name: str) -> None:
 def use_backend(name: str) -> Iterator[str]:
     """Use backend ``name`` inside the ``with`` block, in this thread (context) only.
 
-    Example
-    -------
+    Examples
+    --------
     >>> with convcore.use_backend("numpy"):
     ...     y = convcore.ops.conv2d(x, w)
     """
@@ -176,8 +173,8 @@ def threads(n: int) -> Iterator[int]:
     """Use ``n`` kernel threads inside the ``with`` block, in this thread (or asyncio task) only:
     other threads, and the process-wide ``set_num_threads`` setting, are not affected.
 
-    Example
-    -------
+    Examples
+    --------
     >>> with convcore.threads(1):
     ...     y = model(x)
     """

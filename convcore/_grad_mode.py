@@ -19,8 +19,8 @@ class no_grad:
     Under ``no_grad`` a forward pass stores no per-call state on the layers, so one model can serve
     inference from many threads at once; calling ``backward`` afterwards raises ``RuntimeError``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> with convcore.no_grad():
     ...     logits = model(x)
     """

@@ -16,8 +16,8 @@ The compiled backend's fused float32 convolutions (unfolding or im2col per band 
 convcore's own GEMM) have no twin here: on this backend the same strategies run as the kernels
 above plus ``np.matmul``.
 
-``num_threads`` is accepted for signature parity and ignored (NumPy's own BLAS threads are not
-involved in data movement).
+``num_threads`` (im2col and col2im only, as in the compiled table, where it sizes an OpenMP team)
+is accepted for signature parity and ignored.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def col2im(cols, x, kh, kw, sh, sw, pt, pl, dh, dw, oy0, oh, ow, accumulate, num
         x[...] = acc[:, :, pt : pt + h, pl : pl + w]
 
 
-def max_pool2d(x, out, indices, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, num_threads=1):
+def max_pool2d(x, out, indices, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):
     n, c, h, w = x.shape
     need_h, need_w = _extent(oh, kh, sh, dh), _extent(ow, kw, sw, dw)
     xp = _padded(x, pt, pl, need_h, need_w, fill=-np.inf)
@@ -110,7 +110,7 @@ def max_pool2d(x, out, indices, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, num_thre
     indices[...] = iy * w + ix
 
 
-def max_pool2d_backward(grad_out, indices, grad_x, num_threads=1):
+def max_pool2d_backward(grad_out, indices, grad_x):
     n, c, h, w = grad_x.shape
     flat_idx = indices.reshape(n * c, -1)
     bad = int(np.count_nonzero((flat_idx < 0) | (flat_idx >= h * w)))
@@ -142,7 +142,7 @@ def _avg_divisor(h, w, kh, kw, sh, sw, pt, pb, pl, pr, oh, ow, count_include_pad
     return np.maximum(div, 1).astype(dtype)
 
 
-def avg_pool2d(x, out, kh, kw, sh, sw, pt, pb, pl, pr, count_include_pad, num_threads=1):
+def avg_pool2d(x, out, kh, kw, sh, sw, pt, pb, pl, pr, count_include_pad):
     n, c, h, w = x.shape
     oh, ow = out.shape[2:]
     need_h, need_w = (oh - 1) * sh + kh, (ow - 1) * sw + kw
@@ -151,7 +151,7 @@ def avg_pool2d(x, out, kh, kw, sh, sw, pt, pb, pl, pr, count_include_pad, num_th
     np.divide(win.sum(axis=(-2, -1)), div, out=out)
 
 
-def avg_pool2d_backward(grad_out, grad_x, kh, kw, sh, sw, pt, pb, pl, pr, count_include_pad, num_threads=1):
+def avg_pool2d_backward(grad_out, grad_x, kh, kw, sh, sw, pt, pb, pl, pr, count_include_pad):
     n, c, h, w = grad_x.shape
     oh, ow = grad_out.shape[2:]
     div = _avg_divisor(h, w, kh, kw, sh, sw, pt, pb, pl, pr, oh, ow, count_include_pad, grad_x.dtype)
@@ -164,7 +164,7 @@ def avg_pool2d_backward(grad_out, grad_x, kh, kw, sh, sw, pt, pb, pl, pr, count_
     grad_x[...] = acc[:, :, pt : pt + h, pl : pl + w]
 
 
-def unfold_width(x, low, kw, pt, pl, dw, num_threads=1):
+def unfold_width(x, low, kw, pt, pl, dw):
     m, c, h, w = x.shape
     hp, ow = low.shape[1], low.shape[3]
     xp = _padded(x, pt, pl, hp, _extent(ow, kw, 1, dw))
@@ -172,16 +172,16 @@ def unfold_width(x, low, kw, pt, pl, dw, num_threads=1):
     _split(low, (c, kw, hp, m, ow))[...] = win.transpose(1, 4, 2, 0, 3)
 
 
-def sum_rows_to_nchw(parts, y, bias, num_threads=1):
+def sum_rows_to_nchw(parts, y, bias):
     total = parts.sum(axis=0)                                          # (F, OH, M, OW)
     if bias is not None:
         total += bias[:, None, None, None]
     y[...] = total.transpose(2, 0, 1, 3)
 
 
-def relu(x, out, num_threads=1):
+def relu(x, out):
     np.maximum(x, 0, out=out)
 
 
-def relu_backward(grad, y, out, num_threads=1):
+def relu_backward(grad, y, out):
     np.multiply(grad, y > 0, out=out)

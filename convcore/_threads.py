@@ -1,7 +1,7 @@
 """Plane-parallel execution on convcore's own worker threads.
 
-Pooling kernels are split into contiguous ranges of (n, c) planes, each range run by a ``nogil``
-compiled kernel on its own thread (the caller's thread takes the first range). The workers are
+Pooling, elementwise and fused convolution kernels are split into contiguous ranges of (n, c)
+planes or images, each range run by a serial ``nogil`` compiled kernel on its own thread (the caller's thread takes the first range). The workers are
 ordinary threads that sleep on a queue when idle.
 
 Why not OpenMP ``prange`` here: pooling sits between GEMMs, and numpy's BLAS runs its own thread
@@ -39,7 +39,7 @@ def _workers(n: int) -> ThreadPoolExecutor:
 
 
 def run_planes(kernel, split, args, nthreads: int, elements: int) -> list:
-    """Run ``kernel(*[a[lo:hi] for a in split], *args, 1)`` over ``nthreads`` plane ranges.
+    """Run ``kernel(*[a[lo:hi] for a in split], *args)`` over ``nthreads`` plane ranges.
 
     ``split`` holds arrays of shape (P, 1, ...) (one plane per row); every range is passed to the
     kernel as its own (hi - lo, 1, ...) view. Returns the kernels' return values, in range order.
@@ -47,15 +47,40 @@ def run_planes(kernel, split, args, nthreads: int, elements: int) -> list:
     planes = split[0].shape[0]
     nthreads = max(1, min(nthreads, planes, elements // MIN_ELEMENTS_PER_THREAD))
     if nthreads == 1:
-        return [kernel(*split, *args, 1)]
+        return [kernel(*split, *args)]
     bounds = [planes * i // nthreads for i in range(nthreads + 1)]
     pool = _workers(nthreads - 1)
     futures = [
-        pool.submit(kernel, *[a[bounds[i] : bounds[i + 1]] for a in split], *args, 1)
+        pool.submit(kernel, *[a[bounds[i] : bounds[i + 1]] for a in split], *args)
         for i in range(1, nthreads)
     ]
     try:
-        first = kernel(*[a[: bounds[1]] for a in split], *args, 1)
+        first = kernel(*[a[: bounds[1]] for a in split], *args)
     finally:
         results = [f.result() for f in futures]  # never leave a worker writing after we return
     return [first, *results]
+
+
+def run_blocks(kernel, split, args, nthreads: int, elements: int, blocks: int) -> list:
+    """Run ``kernel(*[a[lo:hi] for a in split], *args)`` on ``blocks`` contiguous ranges of planes
+    fixed by the plane count alone, spread over up to ``nthreads`` threads; returns the results in
+    range order. For reductions (weight gradients): summing the results in that order gives the
+    same bits whatever the thread count, where ``run_planes`` would round differently with it."""
+    planes = split[0].shape[0]
+    blocks = max(1, min(blocks, planes))
+    bounds = [planes * i // blocks for i in range(blocks + 1)]
+    nthreads = max(1, min(nthreads, blocks, elements // MIN_ELEMENTS_PER_THREAD))
+
+    def run(first: int, last: int) -> list:
+        return [kernel(*[a[bounds[b] : bounds[b + 1]] for a in split], *args) for b in range(first, last)]
+
+    if nthreads == 1:
+        return run(0, blocks)
+    edges = [blocks * i // nthreads for i in range(nthreads + 1)]
+    pool = _workers(nthreads - 1)
+    futures = [pool.submit(run, edges[i], edges[i + 1]) for i in range(1, nthreads)]
+    try:
+        first = run(edges[0], edges[1])
+    finally:
+        rest = [f.result() for f in futures]  # never leave a worker writing after we return
+    return first + [r for part in rest for r in part]

@@ -56,18 +56,22 @@ class _BlasLimit:
     def __init__(self):
         self._lock = threading.Lock()
         self._users = 0
-        self._controller = None
+        self._saved = None
 
     @contextlib.contextmanager
     def __call__(self, threads: int):
         try:
-            from threadpoolctl import threadpool_limits
+            import threadpoolctl
         except ImportError:
             yield
             return
         with self._lock:
             if self._users == 0:
-                self._controller = threadpool_limits(threads, user_api="blas")
+                # Restored from this snapshot, not with the limiter's own restore: measured, that
+                # one left numpy's OpenBLAS at the limit after a threaded compute (the limiter,
+                # created in a worker thread, saw the library twice).
+                self._saved = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+                threadpoolctl.threadpool_limits(threads, user_api="blas")
             self._users += 1
         try:
             yield
@@ -75,8 +79,8 @@ class _BlasLimit:
             with self._lock:
                 self._users -= 1
                 if self._users == 0:
-                    self._controller.restore_original_limits()
-                    self._controller = None
+                    threadpoolctl.threadpool_limits(limits=self._saved)
+                    self._saved = None
 
 
 _blas_limit = _BlasLimit()
@@ -89,7 +93,7 @@ def _limited(threads: int):
         yield
 
 
-def _check(X) -> "da.Array":
+def _check(X) -> da.Array:
     if not isinstance(X, da.Array):
         raise TypeError(f"X must be a dask.array.Array; received {type(X).__name__}")
     if X.ndim != 4:

@@ -4,8 +4,8 @@ Inside a recorded forward each call is recorded like a layer call, so ``model.ba
 gradients through it; elsewhere (outside a forward, under ``no_grad``) it simply computes. The
 functions share the layers' kernels and backward passes: ``relu(x)`` is ``nn.ReLU()(x)``.
 
-Example
--------
+Examples
+--------
 >>> class Block(nn.Module):
 ...     def __init__(self, c):
 ...         super().__init__()
@@ -58,7 +58,7 @@ def cat(arrays, dim: int = 1) -> np.ndarray:
     return _run(_concat(int(dim)), *arrays)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _concat(dim: int):
     from .nn.merge import Concat
 

@@ -32,12 +32,15 @@ def test_convcore_bench_smoke(tmp_path, capsys):
     assert convcore.get_num_threads() == threads_before  # the command restores what it changed
     for group in _suite.GROUPS:
         assert f"\n{group}: " in text
-    assert "cy/np" in text and "%GEMM" in text and "summary: issue 6 targets" in text and "BLAS" in text
+    assert "cy/np" in text and "%GEMM" in text and "%peak" in text and "summary: issue 13 targets" in text
+    assert "BLAS" in text and f"isa={convcore.info()['isa']}" in text and "measured FMA peak" in text
 
     data = json.loads(out.read_text())
     assert {"schema", "date", "machine", "environment", "convcore", "threads", "threadpool_info", "torch",
             "repeat", "results", "skipped", "summary"} <= set(data)
     assert data["machine"]["cpu"] and data["threads"]["convcore"] == 1 and data["machine"]["sgemm"]["gflops_nthr"] > 0
+    assert data["machine"]["fma_peak"]["gflops"] > 0 and data["machine"]["fma_peak"]["isa"] == convcore.info()["isa"]
+    has_ort = data["machine"]["onnxruntime"] is not None
     ran = {r["case"] for r in data["results"]} | {s["case"] for s in data["skipped"]}
     assert ran == {s.name for s in _suite.specs(smoke=True)}
     for r in data["results"]:
@@ -46,11 +49,12 @@ def test_convcore_bench_smoke(tmp_path, capsys):
         assert r["median_ms"]["cython"] > 0 and r["ratios"]["thread_gain"] > 0
         assert r["memory"]["cython"]["work_mib"] >= 0 and r["memory"]["numpy"]["peak_mib"] >= 0
         assert ("torch" in r["median_ms"]) == HAS_TORCH
+        assert ("onnxruntime" in r["median_ms"]) == (has_ort and r["kind"] == "conv" and r["op"] == "fwd")
         if r["kind"] == "conv":
             assert r["gemm_variant"] in ("batched", "per-image") and r["gflops"]["cython"] > 0
             assert len(r["samples_ms"]["gemm batched"]) == len(r["samples_ms"]["gemm per-image"]) == bench._BLOCK
     keys = {s["key"] for s in data["summary"]}
-    assert {"cython_numpy_geomean", "cython_numpy_min", "gemm_bound_min_pct", "v1_work_mib", "thread_gain"} <= keys
+    assert {"cython_numpy_geomean", "gemm_bound_min_pct", "gemm_bound_fwd_min_peak", "v1_work_mib", "thread_gain"} <= keys
     if HAS_TORCH:
         assert {"conv_torch_geomean", "pool_fwd_torch_geomean", "pool_bwd_torch_geomean", "lenet_full"} <= keys
     assert all(s["smoke"] for s in data["summary"])

@@ -16,6 +16,19 @@ def test_compiled_extension_loaded_when_required():
     assert convcore.get_backend() == "cython"
 
 
+def test_the_expected_micro_kernel_runs():
+    """CI's SIMDe stage sets CONVCORE_EXPECT_ISA=avx512 and CONVCORE_EXPECT_EMULATED=1, so its tests
+    cannot pass on another kernel by accident."""
+    want = os.environ.get("CONVCORE_EXPECT_ISA")
+    if not want:
+        pytest.skip("set CONVCORE_EXPECT_ISA to require a micro-kernel (CI's SIMDe stage does)")
+    info = convcore.info()
+    assert info["isa"] == want, info
+    emulated = os.environ.get("CONVCORE_EXPECT_EMULATED")
+    if emulated is not None:
+        assert info["gemm"]["emulated"] == (emulated == "1"), info
+
+
 def test_missing_extension_falls_back_to_numpy_and_says_why():
     script = """
 import sys, importlib.abc

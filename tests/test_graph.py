@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import numerical_grad
 
 import convcore
 from convcore import functional as F
@@ -14,7 +15,6 @@ from convcore import nn, optim
 from convcore.nn import GraphError
 from convcore.serialization import ModelFileError
 
-from conftest import numerical_grad
 
 def _torch():   # torch is optional: only the parity tests need it
     return pytest.importorskip("torch")
@@ -152,7 +152,7 @@ def test_resnet18_matches_torch_train_eval_backward_and_sgd_step(rng):
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     topt = torch.optim.SGD(tm.parameters(), lr=0.05, momentum=0.9)
     tparams = dict(tm.named_parameters())
-    for step in range(2):   # two steps, so the momentum buffers matter
+    for _ in range(2):   # two steps, so the momentum buffers matter
         opt.zero_grad()
         topt.zero_grad()
         y = model(x)
@@ -742,3 +742,50 @@ def test_adaptive_avg_pool_matches_torch(size, rng):
     ty.backward(torch.tensor(g))
     assert_close(y, ty, 1e-12)
     assert_close(gx, tx.grad, 1e-12)
+
+
+def test_gradient_accumulation_never_writes_into_an_array_still_in_use(rng):
+    class Bias(nn.Module):
+        """A primitive whose parameter gradient is the upstream gradient itself."""
+
+        def __init__(self):
+            super().__init__()
+            self.b = nn.Parameter(np.zeros(3))
+
+        def forward(self, x):
+            return x + self.b.data
+
+        def backward(self, grad, need_input_grad):
+            self.b.accumulate(grad[0])         # a view of the upstream gradient
+            return grad if need_input_grad else None
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = Bias()
+
+        def forward(self, x):
+            return self.bias(self.bias(x))     # the same module twice: its gradient accumulates
+
+    m = Twice()
+    x = rng.standard_normal((1, 3))
+    m(x)
+    gy = np.ones((1, 3))
+    gx = m.backward(gy, need_input_grad=True)
+    np.testing.assert_array_equal(m.bias.b.grad, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(gx, np.ones((1, 3)))
+    np.testing.assert_array_equal(gy, np.ones((1, 3)))     # the caller's array is untouched
+
+
+def test_files_written_by_convcore_0_1_still_load():
+    """tests/data/v1_*.npz were written by convcore 0.1 (format version 1), with its predictions
+    (compared to float rounding: the kernels have changed since)."""
+    import pathlib
+
+    data = pathlib.Path(__file__).parent / "data"
+    with np.load(data / "v1_expected.npz") as expected:
+        chain = convcore.load(data / "v1_chain.npz")
+        assert chain[0].frozen and not chain[6].frozen
+        np.testing.assert_allclose(convcore.predict(chain, expected["x"]), expected["chain"], rtol=1e-5, atol=1e-6)
+        ae = convcore.load(data / "v1_autoencoder.npz")
+        np.testing.assert_allclose(convcore.predict(ae, expected["x8"]), expected["ae"], rtol=1e-5, atol=1e-6)

@@ -18,7 +18,6 @@ import convcore
 from convcore import nn, ops
 from convcore.serialization import ModelFileError
 
-
 # ---------------------------------------------------------------------------------------------
 # threads
 

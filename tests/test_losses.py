@@ -28,7 +28,8 @@ def compare(ours, theirs, x, y, ty=None, rng=None):
         u = (rng or np.random.default_rng(0)).standard_normal(tv.shape)
         tv.backward(torch.tensor(u))
         g = ours.backward(u)
-        ev = np.abs(np.asarray(v) - tv.detach().numpy()).max() / max(1.0, float(tv.detach().abs().max())) if v.size else 0.0
+        ref = tv.detach()
+        ev = np.abs(np.asarray(v) - ref.numpy()).max() / max(1.0, float(ref.abs().max())) if v.size else 0.0
     else:
         tv.backward()
         g = ours.backward()

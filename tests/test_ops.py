@@ -9,6 +9,8 @@ import pytest
 
 import convcore
 from convcore import ops
+from convcore._validation import geometry
+from convcore.ops import _conv_plan
 
 from conftest import numerical_grad
 
@@ -122,105 +124,72 @@ def _width_unfolded_configs():
     ]
 
 
+def _forced_results(strategy, cfg, dtype, made_counter):
+    """(y, gx, gw, gb) of cfg with every pass forced onto ``strategy`` where it is usable, or None
+    when the geometry is invalid; counts the passes that really took ``strategy``."""
+    x, w, b = make_conv(cfg, dtype, np.random.default_rng(1))
+    args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
+    with _conv_plan.force(all=strategy) as made:
+        try:
+            y = ops.conv2d(x, w, b, *args)
+        except ValueError:
+            return None
+        gy = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
+        out = (y, *ops.conv2d_backward(gy, x, w, *args))
+    made_counter.append(sum(p.strategy == strategy for p in made))
+    return out
+
+
+def _assert_close_results(got, want, dtype, cfg):
+    for a, bb in zip(got, want):
+        assert a.dtype == dtype
+        tol = 1e-10 if dtype == np.float64 else 2e-4 * max(1.0, float(np.abs(bb).max()))
+        np.testing.assert_allclose(a, bb, atol=tol, err_msg=str(cfg))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("workspace", [None, 4096], ids=["one-chunk", "chunked"])
-def test_width_unfolded_strategy_equals_im2col(backend, workspace, dtype, rng, monkeypatch):
+def test_width_unfolded_strategy_equals_im2col(backend, workspace, dtype):
     """Forced onto every stride-1 configuration, the width-unfolded convolution (KH GEMMs on one
     buffer; the input gradient as a convolution with the flipped kernel) gives im2col's results.
-    float32 on the compiled backend runs it fused with convcore's own GEMM."""
-    calls, geometry_ok, fused_ok = [], ops._width_geometry, ops._fused_sgemm
-    unfolded = ops._conv_width_unfolded
-    monkeypatch.setattr(ops, "_conv_width_unfolded", lambda *a: calls.append(1) or unfolded(*a))
+    float32 on the compiled backend runs it fused with convcore's own GEMM (the active ISA; the
+    other ISAs in test_isa.py)."""
+    fused = dtype == np.float32 and backend == "cython"
+    strategy = "fused_unfolded" if fused else "blas_unfolded"
+    counts = []
     convcore.set_workspace_limit(workspace)
     try:
-        for cfg in _width_unfolded_configs():
-            x, w, b = make_conv(cfg, dtype, rng)
-            args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
-            results = {}
-            for unfold in (True, False):  # everything the geometry allows / nothing (im2col on BLAS)
-                monkeypatch.setattr(ops, "_UNFOLD_MIN_ROWS", 1)
-                monkeypatch.setattr(ops, "_FUSED_MIN_CHANNELS", 1)
-                monkeypatch.setattr(ops, "_width_geometry", geometry_ok if unfold else lambda *a: False)
-                monkeypatch.setattr(ops, "_fused_sgemm", fused_ok if unfold else lambda *a: False)
-                with convcore.use_backend(backend):
-                    try:
-                        y = ops.conv2d(x, w, b, *args)
-                    except ValueError:
-                        break
-                    gy = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
-                    results[unfold] = (y, *ops.conv2d_backward(gy, x, w, *args))
-            if results:
-                for a, bb in zip(results[True], results[False]):
-                    assert a.dtype == dtype
-                    tol = 1e-10 if dtype == np.float64 else 2e-4 * max(1.0, float(np.abs(bb).max()))
-                    np.testing.assert_allclose(a, bb, atol=tol, err_msg=str(cfg))
+        with convcore.use_backend(backend):
+            for cfg in _width_unfolded_configs():
+                got = _forced_results(strategy, cfg, dtype, counts)
+                if got is not None:
+                    _assert_close_results(got, _forced_results("blas_batched", cfg, dtype, []), dtype, cfg)
     finally:
         convcore.set_workspace_limit(None)
-    assert len(calls) >= 20  # the strategy really ran (forward and input gradient)
+    assert sum(counts) >= 40  # the strategy really ran (forward and both gradients)
 
 
-@pytest.mark.skipif(not convcore._backend.FUSED_SGEMM, reason="needs the AVX2 micro-kernel")
-@pytest.mark.parametrize("workspace", [None, 4096], ids=["one-chunk", "chunked"])
-def test_fused_im2col_strategy_equals_blas_im2col(workspace, rng, monkeypatch):
-    """float32: the fused im2col convolution (own GEMM per image and band; strides, dilation,
-    padding, groups fall back) gives the BLAS im2col path's results on the whole grid."""
-    calls, fused_ok, conv_im2col = [], ops._fused_im2col, ops.kernels().conv_im2col
-    monkeypatch.setattr(ops, "_FUSED_MIN_CHANNELS", 1)
-    monkeypatch.setattr(ops, "_width_geometry", lambda *a: False)
-    convcore.set_workspace_limit(workspace)
-    try:
-        for cfg in conv_configs(60) + [dict(n=3, c=16, f=24, h=30, w=29, k=(3, 3), s=2, p=1, d=1, g=1),
-                                       dict(n=2, c=4, f=9, h=70, w=90, k=(4, 3), s=(2, 3), p=2, d=2, g=1)]:
-            x, w, b = make_conv(cfg, np.float32, rng)
-            args = (cfg["s"], cfg["p"], cfg["d"], cfg["g"])
-            results = {}
-            for fused in (True, False):
-                monkeypatch.setattr(ops, "_fused_im2col", fused_ok if fused else lambda *a: False)
-                try:
-                    y = ops.conv2d(x, w, b, *args)
-                except ValueError:
-                    break
-                gy = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
-                results[fused] = (y, *ops.conv2d_backward(gy, x, w, *args))
-                calls.append(fused and cfg["g"] == 1)
-            for a, bb in zip(results.get(True, ()), results.get(False, ())):
-                np.testing.assert_allclose(a, bb, atol=2e-4 * max(1.0, float(np.abs(bb).max())), err_msg=str(cfg))
-    finally:
-        convcore.set_workspace_limit(None)
-    assert sum(calls) >= 30 and conv_im2col is ops.kernels().conv_im2col
-
-
-@pytest.fixture(params=["best", "portable"])
-def sgemm_kernel(request):
-    """Each micro-kernel of convcore's GEMM in turn (the AVX2 one where this CPU has it)."""
-    from convcore._kernels import _conv
-
-    _conv._select_sgemm_kernel(request.param == "portable")
-    yield _conv
-    _conv._select_sgemm_kernel(False)
+def fused_im2col_configs():
+    return conv_configs(60) + [dict(n=3, c=16, f=24, h=30, w=29, k=(3, 3), s=2, p=1, d=1, g=1),
+                               dict(n=2, c=4, f=9, h=70, w=90, k=(4, 3), s=(2, 3), p=2, d=2, g=1)]
 
 
 @pytest.mark.skipif(not convcore._backend.COMPILED, reason="needs the compiled kernels")
-@pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("accumulate", [False, True])
-def test_own_sgemm_matches_numpy(trans_a, trans_b, accumulate, sgemm_kernel, rng):
-    """convcore's GEMM (both micro-kernels) on edge sizes around its 6x16 tiles and 256-deep
-    blocks, and on the convolutions' shapes."""
-    _conv = sgemm_kernel
-    for m, n, k in [(1, 1, 1), (6, 16, 256), (7, 17, 257), (5, 15, 3), (64, 196, 160), (32, 400, 600),
-                    (13, 385, 31)]:
-        a = rng.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
-        b = rng.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
-        c0 = rng.standard_normal((m, n), dtype=np.float32)
-        c = c0.copy()
-        _conv.sgemm(a, b, c, trans_a, trans_b, accumulate)
-        want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
-        want += c0 if accumulate else 0
-        np.testing.assert_allclose(c, want, atol=1e-4 * np.sqrt(k), rtol=1e-4)
-    with pytest.raises(ValueError, match="do not chain"):
-        _conv.sgemm(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32), np.ones((2, 5), np.float32))
+@pytest.mark.parametrize("workspace", [None, 4096], ids=["one-chunk", "chunked"])
+def test_fused_im2col_strategy_equals_blas_im2col(workspace):
+    """float32: the fused im2col convolution (own GEMM per image and band; groups fall back) gives
+    the BLAS im2col path's results on the whole grid."""
+    counts = []
+    convcore.set_workspace_limit(workspace)
+    try:
+        for cfg in fused_im2col_configs():
+            got = _forced_results("fused_im2col", cfg, np.float32, counts)
+            if got is not None:
+                _assert_close_results(got, _forced_results("blas_batched", cfg, np.float32, []), np.float32, cfg)
+    finally:
+        convcore.set_workspace_limit(None)
+    assert sum(counts) >= 90
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -240,22 +209,44 @@ def test_matmul_any_layout(backend, dtype, rng):
             ops.matmul(a, a)
 
 
-def test_width_unfolded_strategy_is_chosen_where_it_wins():
-    def geo(c, k, s, p):
-        return ops.geometry((64, c, 14, 14), (k, k), s, p, 1, what="conv2d")
+def test_plan_chooses_where_each_strategy_wins():
+    """The planner is a pure function of geometry, dtype, groups, ISA, pass and backend."""
+    def geo(c, k, s, p, hw=14):
+        return geometry((64, c, hw, hw), (k, k), s, p, 1, what="conv2d")
 
-    x32, x64 = np.zeros(1, np.float32), np.zeros(1, np.float64)
-    l2 = geo(32, 5, 1, 2)
-    assert ops._width_unfolded(l2, 1, x32, 64, 32) and ops._width_unfolded(l2, 1, x64, 64, 32)
-    assert not ops._width_unfolded(l2, 2, x32, 64, 32)                         # groups
-    assert not ops._width_unfolded(geo(32, 5, 2, 2), 1, x32, 64, 32)          # stride
-    assert not ops._width_unfolded(geo(32, 5, 1, 5), 1, x32, 64, 32)          # padding beyond reach
-    assert not ops._width_unfolded(geo(32, 1, 1, 0), 1, x32, 64, 32)          # pointwise
-    l1 = geo(1, 5, 1, 2)
-    assert not ops._width_unfolded(l1, 1, x64, 32, 1)                         # on BLAS: too thin
-    if convcore._backend.FUSED_SGEMM:
-        assert ops._width_unfolded(l1, 1, x32, 32, 1)                         # fused: wins
-        assert not ops._width_unfolded(l1, 1, x32, 1, 32)                     # ...not for 1 output
+    def pick(g, f, dtype=np.float32, groups=1, isa="avx512", pass_="forward", backend="cython"):
+        return _conv_plan.plan(g, f, dtype, groups, isa, pass_, backend).strategy
+
+    l2, l1 = geo(32, 5, 1, 2), geo(1, 5, 1, 2, 28)
+    for isa in ("avx2", "avx512"):
+        for pass_ in _conv_plan.PASSES:
+            assert pick(l2, 64, isa=isa, pass_=pass_) == "fused_unfolded"
+        assert pick(geo(128, 3, 2, 1, 28), 256, isa=isa) == "fused_im2col"      # R1: stride 2
+    assert pick(l2, 64, isa="portable") == "blas_unfolded"                       # no vector kernel: BLAS
+    assert pick(l2, 64, dtype=np.float64) == "blas_unfolded"
+    assert pick(l2, 64, backend="numpy") == "blas_unfolded"
+    assert pick(l2, 64, groups=2) == "blas_batched"                              # groups
+    assert pick(geo(32, 5, 1, 5), 64) == "fused_im2col"                          # padding beyond reach
+    assert pick(geo(256, 1, 1, 0), 256) == "blas_pointwise"                      # pointwise
+    assert pick(geo(256, 1, 1, 0), 256, pass_="grad_weight") == "blas_batched"
+    assert pick(l1, 32) == "fused_im2col"                                        # L1 forward: depth 1*5
+    assert pick(l1, 32, pass_="grad_weight") == "fused_unfolded"
+    assert pick(l1, 32, pass_="grad_input") == "fused_im2col"                    # ...its gradient: 1 output
+    assert pick(l1, 32, dtype=np.float64) == "blas_batched"                      # on BLAS: too thin
+    assert pick(geo(3, 10, 1, 0, 256), 16, isa="portable") == "blas_banded"      # many positions
+    for pass_ in _conv_plan.PASSES:                                              # few: one batched GEMM
+        assert pick(geo(512, 3, 1, 1, 1), 512, pass_=pass_) == "blas_batched"      # ResNet layer4, 1x1 maps
+        assert pick(geo(256, 3, 2, 1, 4), 512, pass_=pass_) == "blas_batched"
+    p = _conv_plan.plan(l2, 64, np.float32, 1, "avx512", "forward", force="blas_banded")
+    assert p.strategy == "blas_banded" and p.band_bytes == _conv_plan.BLAS_BAND_BYTES
+    assert _conv_plan.plan(l2, 64, np.float32, 2, "avx512", "forward", force="fused_unfolded").strategy == "blas_batched"
+    with pytest.raises(ValueError, match="force"):
+        _conv_plan.plan(l2, 64, np.float32, 1, "avx512", "forward", force="nope")
+    with pytest.raises(ValueError, match="pass_"):
+        _conv_plan.plan(l2, 64, np.float32, 1, "avx512", "sideways")
+    with pytest.raises(ValueError, match="strategies"):
+        with _conv_plan.force(forward="nope"):
+            pass
 
 
 def pool_configs(n_random=120):
@@ -530,6 +521,24 @@ def test_results_do_not_depend_on_thread_count(rng):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("stride", [1, 2], ids=["unfolded", "im2col"])
+def test_fused_convolutions_are_bitwise_independent_of_thread_count(stride, rng):
+    """Forward and both gradients, float32 fused: the same bits with 1, 2 or 3 threads (weight
+    gradients sum a fixed number of image blocks, not one partial per thread)."""
+    x = rng.standard_normal((13, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal(ops.conv_output_shape(x.shape, w.shape, stride, 1)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        convcore.set_num_threads(n)
+        with _conv_plan.force(all="fused_unfolded" if stride == 1 else "fused_im2col"):
+            results.append((ops.conv2d(x, w, None, stride, 1), *ops.conv2d_backward(gy, x, w, stride, 1)[:2]))
+    convcore.set_num_threads(None)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_backend_api_and_thread_locality():
     assert convcore.get_backend() in BACKENDS
     default = convcore.get_backend()
@@ -574,7 +583,8 @@ def test_set_num_threads_validation():
 
 def test_info_keys():
     info = convcore.info()
-    for key in ("version", "backend", "compiled", "openmp", "threads", "numpy", "blas"):
+    for key in ("version", "backend", "compiled", "openmp", "isa", "cpu_isa", "max_isa", "gemm", "threads", "numpy",
+                "blas"):
         assert key in info
     assert info["compiled"] == (info["compiled_error"] is None)
 

@@ -1,4 +1,6 @@
-"""The tutorials under docs/tutorials run to completion (they are executed examples)."""
+"""The tutorials under docs/tutorials run to completion (they are executed examples). Marked
+``tutorial``: deselected by default (they train models for ~2 minutes in all); CI runs them, and
+the documentation build executes them again."""
 
 import pathlib
 import subprocess
@@ -9,7 +11,7 @@ import pytest
 TUTORIALS = sorted((pathlib.Path(__file__).parent.parent / "docs" / "tutorials").glob("*.py"))
 
 
-@pytest.mark.slow
+@pytest.mark.tutorial
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(path):
     source = path.read_text()

@@ -9,14 +9,17 @@
 # B. Padding is a bounds test, never a padded copy. For each kernel offset the range of output
 #    columns whose input column is inside the image is computed once (``_valid_range``), so the
 #    inner loops are branch-free copies (a memcpy when the stride is 1) framed by zero fills.
-# C. Parallelism: ``prange`` over (image, channel) planes. In col2im each thread owns the input
-#    plane it accumulates into, so there are no races and no atomics. ``num_threads`` comes from
-#    Python (convcore's own setting); global OpenMP state is never touched.
+# C. Parallelism: the public im2col / col2im ``prange`` over (image, channel) planes (in col2im each
+#    thread owns the input plane it accumulates into: no races, no atomics); ``num_threads`` comes
+#    from Python (convcore's own setting) and global OpenMP state is never touched. Everything else
+#    here runs serially on what it is given: the fused convolutions are split over images by
+#    ``convcore.ops`` (convcore's own threads), and the BLAS strategies' helpers leave the cores to
+#    numpy's BLAS.
 # D. Everything here trusts its caller (``convcore.ops``): shapes, dtypes, geometry and output
 #    sizes were validated in Python; boundscheck and wraparound are off (see setup.py).
 
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 
 import numpy as np
@@ -213,106 +216,72 @@ cdef inline void _unfold_width_row(const floating* x, floating* dst, Py_ssize_t 
 
 def unfold_width(const floating[:, :, :, ::1] x,   # IN  (M, C, H, W)
                  floating[:, :, :, ::1] low,        # OUT (C*KW, HP, M, OW); HP = H + top + bottom padding
-                 Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dw, int num_threads):
-    """low[c*KW + kj, hp, m, ox] = x[m, c, hp - pt, ox + kj*dw - pl], zero where that is outside x."""
+                 Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dw):
+    """low[c*KW + kj, hp, m, ox] = x[m, c, hp - pt, ox + kj*dw - pl], zero where that is outside x.
+    Serial: it feeds numpy's BLAS, which owns the cores (see ``convcore.ops._conv_blas``)."""
     cdef Py_ssize_t M = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t HP = low.shape[1], OW = low.shape[3]
-    cdef Py_ssize_t r, c, kj
+    cdef Py_ssize_t r, c
     if M == 0:
         return
     with nogil:
-        for r in prange(C * kw, num_threads=num_threads, schedule="static"):
+        for r in range(C * kw):
             c = r // kw
-            kj = r - c * kw
-            _unfold_width_row(&x[0, c, 0, 0], &low[r, 0, 0, 0], M, C * H * W, H, W, HP, OW, pt, kj * dw - pl)
+            _unfold_width_row(&x[0, c, 0, 0], &low[r, 0, 0, 0], M, C * H * W, H, W, HP, OW, pt,
+                              (r - c * kw) * dw - pl)
 
 
 def sum_rows_to_nchw(const floating[:, :, :, :, ::1] parts,  # IN  (KH, F, OH, M, OW): one GEMM result per kernel row
                      floating[:, :, :, ::1] y,              # OUT (M, F, OH, OW)
-                     const floating[::1] bias,              # IN  (F,) or None
-                     int num_threads):
+                     const floating[::1] bias):             # IN  (F,) or None
     """y[m, f, oy, :] = bias[f] + sum over ki of parts[ki, f, oy, m, :]: the KH partial products
-    of the width-unfolded convolution summed and laid out NCHW in one pass."""
+    of the width-unfolded convolution summed and laid out NCHW in one pass (serial, as above)."""
     cdef Py_ssize_t KH = parts.shape[0], F = parts.shape[1], OH = parts.shape[2]
     cdef Py_ssize_t M = parts.shape[3], OW = parts.shape[4], run = M * OW
-    cdef Py_ssize_t row, f, oy, m, ki, i
+    cdef Py_ssize_t f, oy, m, ki, i
     cdef bint has_bias = bias is not None
     cdef floating b
-    cdef floating* acc
     cdef const floating* src
     # Per (f, oy), the KH source runs parts[:, f, oy] are contiguous (M*OW values): sum them with
-    # long vectorizable loops into a per-thread run, then scatter its M rows to the NCHW output.
+    # long vectorizable loops into one run, then scatter its M rows to the NCHW output.
     # (Summing row by row in place is 1.5-3x slower: 14-value loops that cannot vectorize.)
-    num_threads = max(1, num_threads)
-    cdef floating[:, ::1] runs = np.empty((num_threads, max(run, 1)), dtype=np.asarray(y).dtype)
+    cdef floating[::1] runs = np.empty(max(run, 1), dtype=np.asarray(y).dtype)
+    cdef floating* acc = &runs[0]
     with nogil:
-        for row in prange(F * OH, num_threads=num_threads, schedule="static"):
-            f = row // OH
-            oy = row - f * OH
-            acc = &runs[threadid(), 0]
+        for f in range(F):
             b = bias[f] if has_bias else 0
-            src = &parts[0, f, oy, 0, 0]
-            for i in range(run):
-                acc[i] = b + src[i]
-            for ki in range(1, KH):
-                src = &parts[ki, f, oy, 0, 0]
+            for oy in range(OH):
+                src = &parts[0, f, oy, 0, 0]
                 for i in range(run):
-                    acc[i] += src[i]
-            for m in range(M):
-                memcpy(&y[m, f, oy, 0], acc + m * OW, OW * sizeof(floating))
+                    acc[i] = b + src[i]
+                for ki in range(1, KH):
+                    src = &parts[ki, f, oy, 0, 0]
+                    for i in range(run):
+                        acc[i] += src[i]
+                for m in range(M):
+                    memcpy(&y[m, f, oy, 0], acc + m * OW, OW * sizeof(floating))
 
 
 # ---------------------------------------------------------------------------------------------
-# Fused width-unfolded convolution, float32: one image and one band of output rows at a time,
-# the band's unfolded rows (L2: 160 KB) stay in the core's cache between unfold_width writing them
-# and convcore's own GEMM (_sgemm.h) reading them; the KH GEMMs accumulate straight into the NCHW
-# output. No BLAS call, no output-sized partial buffers, no transpose. Callers split images over
-# threads (each call allocates its own scratch, so concurrent calls never share it).
+# Fused float32 convolutions on convcore's own GEMM (_gemm.pyx), one image and one band of output
+# rows at a time: the band's unfolded rows or columns stay in the core's cache between being
+# written and being read by the GEMM, which writes (or accumulates into) the NCHW output in place.
+# No BLAS call, no output-sized partial buffers, no transpose.
+#
+# Each entry point runs serially on the images it is given: ``convcore.ops`` splits the batch over
+# convcore's own threads (``_threads.run_planes``), each call allocating its own scratch and packing
+# its own copy of the weights, with the descriptor it read once at entry. The band budget and the
+# weight gradient's dot-product threshold come from the caller's plan (``ops._conv_plan``).
 
-cdef extern from "_sgemm.h" nogil:
-    Py_ssize_t cc_packed_a_size(Py_ssize_t M, Py_ssize_t K)
-    Py_ssize_t cc_packed_b_size()
-    void cc_pack_a(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda, int trans, float* Ap)
-    void cc_sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* Ap, const float* B, Py_ssize_t ldb,
-                  int trans_b, float* C, Py_ssize_t ldc, int acc, float* Bp)
-    int cc_sgemm_init(int portable)
-    void cc_sgemm_nt(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A, Py_ssize_t lda,
-                     const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc, int acc)
-
-_GEMM_KERNEL = cc_sgemm_init(0)
+from ._gemm cimport (cc_gemm_desc, active, packed_a_size, packed_b_size, packed_b_all_size, pack_a, pack_b_all,
+                     gemm, gemm_nt, gemm_prepacked)
 
 
-def sgemm_kernel():
-    """The micro-kernel convcore's float32 GEMM runs here: "avx2" (AVX2 + FMA) or "portable"."""
-    return "avx2" if _GEMM_KERNEL == 2 else "portable"
-
-
-def _select_sgemm_kernel(bint portable):
-    """Tests only: run the portable micro-kernel (True) or the best for this CPU (False).
-    Process-wide and not thread-safe; returns the kernel now in use."""
-    global _GEMM_KERNEL
-    _GEMM_KERNEL = cc_sgemm_init(portable)
-    return sgemm_kernel()
-
-
-def pack_weights(const float[:, :, ::1] wk):       # IN (KH, F, ROWS): one GEMM's A per kernel row
-    """Pack each kernel row's (F, ROWS) weight matrix for cc_sgemm; returns (KH, packed size)."""
-    cdef Py_ssize_t kh = wk.shape[0], f = wk.shape[1], rows = wk.shape[2], ki
-    cdef float[:, ::1] out = np.empty((kh, cc_packed_a_size(f, rows)), dtype=np.float32)
-    for ki in range(kh):
-        cc_pack_a(f, rows, &wk[ki, 0, 0], rows, 0, &out[ki, 0])
-    return np.asarray(out)
-
-
-cdef enum:
-    BAND_BYTES = 512 * 1024     # unfolded rows of one band of output rows: about a core's L2
-    DOT_MIN_POSITIONS = 512     # weight gradient: bands this long take dot products, see below
-
-
-cdef inline Py_ssize_t _band_rows(Py_ssize_t rows, Py_ssize_t OW, Py_ssize_t reach, Py_ssize_t OH) noexcept nogil:
-    # Output rows per band so the band's unfolded input (its rows plus the kernel's reach) takes
-    # about BAND_BYTES; working memory stays bounded whatever the image size.
-    cdef Py_ssize_t band = BAND_BYTES // (rows * OW * <Py_ssize_t>sizeof(float)) - reach
+cdef inline Py_ssize_t _band_rows(Py_ssize_t budget, Py_ssize_t rows, Py_ssize_t OW, Py_ssize_t reach,
+                                  Py_ssize_t OH) noexcept nogil:
+    # Output rows per band so that the band's unfolded input (``rows`` buffer rows of the band's
+    # output rows plus the kernel's reach, OW floats each) takes about ``budget`` bytes.
+    cdef Py_ssize_t band = budget // (rows * OW * <Py_ssize_t>sizeof(float)) - reach
     return 1 if band < 1 else (OH if band > OH else band)
 
 
@@ -327,103 +296,112 @@ cdef void _unfold_band(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                           (r - c * kw) * dw - pl)
 
 
-cdef void _conv_image(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+cdef void _fill_bias(float* yb, const float* bias, Py_ssize_t F, Py_ssize_t P, Py_ssize_t n) noexcept nogil:
+    # yb[f*P + p] = bias[f] for the band's n positions p of every output channel f.
+    cdef Py_ssize_t f, p
+    for f in range(F):
+        for p in range(n):
+            yb[f * P + p] = bias[f]
+
+
+cdef void _conv_image(const cc_gemm_desc* d, const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                       const float* apack, Py_ssize_t a_stride, const float* bias,
                       float* y, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
                       Py_ssize_t band, float* low, float* bpack) noexcept nogil:
-    # One image, band after band of output rows: unfold, then KH GEMMs into y's rows.
-    cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1), P = OH * OW, oy0 = 0, bh, f, p, ki
+    # One image, band after band of output rows: unfold, then KH GEMMs into y's rows. Kernel row
+    # ki reads the unfolded rows from ki*dh on: a row-shifted view of the same buffer.
+    cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1), P = OH * OW, oy0 = 0, bh, ki
     cdef float* yb
     while oy0 < OH:
         bh = OH - oy0 if OH - oy0 < band else band
         yb = y + oy0 * OW
         _unfold_band(x, C, H, W, kw, pt, pl, dw, oy0, bh + reach, OW, low)
         if bias != NULL:
-            for f in range(F):
-                for p in range(bh * OW):
-                    yb[f * P + p] = bias[f]
+            _fill_bias(yb, bias, F, P, bh * OW)
         for ki in range(kh):
-            cc_sgemm(F, bh * OW, rows, apack + ki * a_stride, low + ki * dh * OW, (bh + reach) * OW, 0,
-                     yb, P, bias != NULL or ki > 0, bpack)
+            gemm(d, F, bh * OW, rows, apack + ki * a_stride, low + ki * dh * OW, (bh + reach) * OW, 0,
+                 yb, P, bias != NULL or ki > 0, bpack)
         oy0 += bh
 
 
-cdef void _grad_weight_image(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+cdef void _grad_weight_image(const cc_gemm_desc* d, const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                              const float* gy, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
                              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
-                             Py_ssize_t dw, Py_ssize_t band, float* acc, float* low, float* apack,
-                             float* bpack) noexcept nogil:
+                             Py_ssize_t dw, Py_ssize_t band, Py_ssize_t dot_min, float* acc, float* low,
+                             float* apack, float* bpack) noexcept nogil:
     # acc (KH, F, C*KW) += this image's weight gradient, band after band of output rows: for each
     # kernel row, dY's band rows times the unfolded rows, both contiguous along the band's
-    # positions. Long bands take dot products (no packing); short ones the packed GEMM, which
-    # pays less per output (L2, 196 positions: 13 ms packed vs 39 ms as dot products; S1, 1976
-    # positions: 42 ms as dot products vs 89 ms packed).
+    # positions. Bands of at least ``dot_min`` positions take dot products (no packing); shorter
+    # ones the packed GEMM, which pays less per output there: dY's band packed once as A, the
+    # whole unfolded band packed once as B^T, and kernel row ki reads its rows from ki*dh*OW on
+    # (packing B per kernel row cost KH times as much).
     cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1), P = OH * OW, oy0 = 0, bh, ki
     while oy0 < OH:
         bh = OH - oy0 if OH - oy0 < band else band
         _unfold_band(x, C, H, W, kw, pt, pl, dw, oy0, bh + reach, OW, low)
-        if bh * OW >= DOT_MIN_POSITIONS:
+        if bh * OW >= dot_min:
             for ki in range(kh):
-                cc_sgemm_nt(F, rows, bh * OW, gy + oy0 * OW, P, low + ki * dh * OW, (bh + reach) * OW,
-                            acc + ki * F * rows, rows, 1)
+                gemm_nt(d, F, rows, bh * OW, gy + oy0 * OW, P, low + ki * dh * OW, (bh + reach) * OW,
+                        acc + ki * F * rows, rows, 1)
         else:
-            cc_pack_a(F, bh * OW, gy + oy0 * OW, P, 0, apack)
+            pack_a(d, F, bh * OW, gy + oy0 * OW, P, 0, apack)
+            pack_b_all(d, (bh + reach) * OW, rows, low, (bh + reach) * OW, 1, bpack)
             for ki in range(kh):
-                cc_sgemm(F, rows, bh * OW, apack, low + ki * dh * OW, (bh + reach) * OW, 1,
-                         acc + ki * F * rows, rows, 1, bpack)
+                gemm_prepacked(d, F, rows, bh * OW, apack, bpack, (bh + reach) * OW, ki * dh * OW,
+                               acc + ki * F * rows, rows, 1)
         oy0 += bh
 
 
 def conv_unfolded(const float[:, :, :, ::1] x,     # IN  (N, C, H, W)
                   float[:, :, :, ::1] y,           # OUT (N, F, OH, OW), stride 1
-                  const float[:, ::1] apack,       # IN  pack_weights of (KH, F, C*KW)
+                  const float[:, :, ::1] wk,       # IN  (KH, F, C*KW): the weight, kernel rows first
                   const float[::1] bias,           # IN  (F,) or None
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
-                  int num_threads):
+                  Py_ssize_t band_bytes):
     """y = conv2d(x, w) + bias for a stride-1 convolution: per image and band of output rows,
-    unfold_width, then KH GEMMs (kernel row ki reads the unfolded rows from ki*dh on)
-    accumulating into y."""
+    unfold_width, then KH GEMMs accumulating into y."""
+    cdef const cc_gemm_desc* d = active()
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = y.shape[1], OH = y.shape[2], OW = y.shape[3]
     cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1)
-    cdef Py_ssize_t band = _band_rows(rows, OW, reach, OH), low_size = rows * (band + reach) * OW
-    cdef Py_ssize_t i, t
+    cdef Py_ssize_t band = _band_rows(band_bytes, rows, OW, reach, OH), low_size = rows * (band + reach) * OW
+    cdef Py_ssize_t a_stride = packed_a_size(d, F, rows), i, ki
     cdef const float* b = NULL
     if bias is not None:
         b = &bias[0]
-    num_threads = max(1, num_threads)
-    cdef float[:, ::1] scratch = np.empty((num_threads, low_size + cc_packed_b_size()), dtype=np.float32)
+    cdef float[::1] apack = np.empty(kh * a_stride, dtype=np.float32)
+    cdef float[::1] scratch = np.empty(low_size + packed_b_size(d), dtype=np.float32)
     with nogil:
-        for i in prange(N, num_threads=num_threads, schedule="static"):
-            t = threadid()
-            _conv_image(&x[i, 0, 0, 0], C, H, W, &apack[0, 0], apack.shape[1], b, &y[i, 0, 0, 0], F, OH, OW,
-                        kh, kw, pt, pl, dh, dw, band, &scratch[t, 0], &scratch[t, low_size])
+        for ki in range(kh):
+            pack_a(d, F, rows, &wk[ki, 0, 0], rows, 0, &apack[ki * a_stride])
+        for i in range(N):
+            _conv_image(d, &x[i, 0, 0, 0], C, H, W, &apack[0], a_stride, b, &y[i, 0, 0, 0], F, OH, OW,
+                        kh, kw, pt, pl, dh, dw, band, &scratch[0], &scratch[low_size])
 
 
 def conv_unfolded_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
                               const float[:, :, :, ::1] gy,   # IN (N, F, OH, OW)
                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl,
-                              Py_ssize_t dh, Py_ssize_t dw, int num_threads):
+                              Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band_bytes, Py_ssize_t dot_min):
     """The weight gradient of conv_unfolded over these images, as (KH, F, C*KW): for kernel row
     ki, the sum over images and bands of dY (F, band positions) @ (unfolded rows from ki*dh)^T."""
+    cdef const cc_gemm_desc* d = active()
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3]
     cdef Py_ssize_t rows = C * kw, reach = dh * (kh - 1)
-    cdef Py_ssize_t band = _band_rows(rows, OW, reach, OH), low_size = rows * (band + reach) * OW
-    cdef Py_ssize_t a_size = cc_packed_a_size(F, band * OW), i, t
-    num_threads = max(1, num_threads)
-    cdef float[:, ::1] scratch = np.empty((num_threads, low_size + a_size + cc_packed_b_size()),
-                                          dtype=np.float32)
-    acc_arr = np.zeros((num_threads, kh, F, rows), dtype=np.float32)
-    cdef float[:, :, :, ::1] acc = acc_arr
+    cdef Py_ssize_t band = _band_rows(band_bytes, rows, OW, reach, OH), low_size = rows * (band + reach) * OW
+    cdef Py_ssize_t a_size = packed_a_size(d, F, band * OW), i
+    cdef Py_ssize_t b_size = packed_b_all_size(d, (band + reach) * OW, rows)
+    cdef float[::1] scratch = np.empty(low_size + a_size + b_size, dtype=np.float32)
+    acc_arr = np.zeros((kh, F, rows), dtype=np.float32)
+    cdef float[:, :, ::1] acc = acc_arr
     with nogil:
-        for i in prange(N, num_threads=num_threads, schedule="static"):
-            t = threadid()
-            _grad_weight_image(&x[i, 0, 0, 0], C, H, W, &gy[i, 0, 0, 0], F, OH, OW, kh, kw, pt, pl, dh, dw,
-                               band, &acc[t, 0, 0, 0], &scratch[t, 0], &scratch[t, low_size],
-                               &scratch[t, low_size + a_size])
-    return acc_arr.sum(axis=0)
+        for i in range(N):
+            _grad_weight_image(d, &x[i, 0, 0, 0], C, H, W, &gy[i, 0, 0, 0], F, OH, OW, kh, kw, pt, pl, dh, dw,
+                               band, dot_min, &acc[0, 0, 0], &scratch[0], &scratch[low_size],
+                               &scratch[low_size + a_size])
+    return acc_arr
 
 
 # Fused im2col convolution, float32, for the geometries the width-unfolded one does not take
@@ -438,12 +416,12 @@ cdef void _im2col_band(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
         _im2col_plane(x + c * H * W, cols + c * kh * kw * n, n, H, W, kh, kw, sh, sw, pt, pl, dh, dw, oy0, bh, OW)
 
 
-cdef void _conv_image_im2col(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, const float* apack,
-                             const float* bias, float* y, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
-                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
-                             Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band, float* cols,
-                             float* bpack) noexcept nogil:
-    cdef Py_ssize_t P = OH * OW, ckk = C * kh * kw, oy0 = 0, bh, n, f, p
+cdef void _conv_image_im2col(const cc_gemm_desc* d, const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             const float* apack, const float* bias, float* y, Py_ssize_t F, Py_ssize_t OH,
+                             Py_ssize_t OW, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                             Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band,
+                             float* cols, float* bpack) noexcept nogil:
+    cdef Py_ssize_t P = OH * OW, ckk = C * kh * kw, oy0 = 0, bh, n
     cdef float* yb
     while oy0 < OH:
         bh = OH - oy0 if OH - oy0 < band else band
@@ -451,137 +429,106 @@ cdef void _conv_image_im2col(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssiz
         _im2col_band(x, C, H, W, cols, kh, kw, sh, sw, pt, pl, dh, dw, oy0, bh, OW)
         yb = y + oy0 * OW
         if bias != NULL:
-            for f in range(F):
-                for p in range(n):
-                    yb[f * P + p] = bias[f]
-        cc_sgemm(F, n, ckk, apack, cols, n, 0, yb, P, bias != NULL, bpack)
+            _fill_bias(yb, bias, F, P, n)
+        gemm(d, F, n, ckk, apack, cols, n, 0, yb, P, bias != NULL, bpack)
         oy0 += bh
 
 
-cdef void _grad_input_image_im2col(const float* gy, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
-                                   const float* apack, float* gx, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
-                                   Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band, float* cols,
-                                   float* bpack) noexcept nogil:
+cdef void _grad_input_image_im2col(const cc_gemm_desc* d, const float* gy, Py_ssize_t F, Py_ssize_t OH,
+                                   Py_ssize_t OW, const float* apack, float* gx, Py_ssize_t C, Py_ssize_t H,
+                                   Py_ssize_t W, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                                   Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band,
+                                   float* cols, float* bpack) noexcept nogil:
     cdef Py_ssize_t P = OH * OW, ckk = C * kh * kw, oy0 = 0, bh, n, c
     while oy0 < OH:
         bh = OH - oy0 if OH - oy0 < band else band
         n = bh * OW
-        cc_sgemm(ckk, n, F, apack, gy + oy0 * OW, P, 0, cols, n, 0, bpack)
+        gemm(d, ckk, n, F, apack, gy + oy0 * OW, P, 0, cols, n, 0, bpack)
         for c in range(C):   # the first band overwrites each plane, later bands add to it
             _col2im_plane(cols + c * kh * kw * n, n, gx + c * H * W, H, W, kh, kw, sh, sw, pt, pl, dh, dw,
                           oy0, bh, OW, oy0 > 0)
         oy0 += bh
 
 
-cdef void _grad_weight_image_im2col(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                                    const float* gy, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+cdef void _grad_weight_image_im2col(const cc_gemm_desc* d, const float* x, Py_ssize_t C, Py_ssize_t H,
+                                    Py_ssize_t W, const float* gy, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
                                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
-                                    Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band, float* acc,
-                                    float* cols, float* apack, float* bpack) noexcept nogil:
+                                    Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band,
+                                    Py_ssize_t dot_min, float* acc, float* cols, float* apack,
+                                    float* bpack) noexcept nogil:
     # acc (F, C*KH*KW) += this image's weight gradient (dot products for long bands, as above).
     cdef Py_ssize_t P = OH * OW, ckk = C * kh * kw, oy0 = 0, bh, n
     while oy0 < OH:
         bh = OH - oy0 if OH - oy0 < band else band
         n = bh * OW
         _im2col_band(x, C, H, W, cols, kh, kw, sh, sw, pt, pl, dh, dw, oy0, bh, OW)
-        if n >= DOT_MIN_POSITIONS:
-            cc_sgemm_nt(F, ckk, n, gy + oy0 * OW, P, cols, n, acc, ckk, 1)
+        if n >= dot_min:
+            gemm_nt(d, F, ckk, n, gy + oy0 * OW, P, cols, n, acc, ckk, 1)
         else:
-            cc_pack_a(F, n, gy + oy0 * OW, P, 0, apack)
-            cc_sgemm(F, ckk, n, apack, cols, n, 1, acc, ckk, 1, bpack)
+            pack_a(d, F, n, gy + oy0 * OW, P, 0, apack)
+            gemm(d, F, ckk, n, apack, cols, n, 1, acc, ckk, 1, bpack)
         oy0 += bh
 
 
 def conv_im2col(const float[:, :, :, ::1] x,     # IN  (N, C, H, W)
                 float[:, :, :, ::1] y,           # OUT (N, F, OH, OW)
-                const float[::1] apack,          # IN  the weight (F, C*KH*KW), cc_pack_a'ed
+                const float[:, ::1] w2,          # IN  the weight as (F, C*KH*KW)
                 const float[::1] bias,           # IN  (F,) or None
                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
-                Py_ssize_t dh, Py_ssize_t dw, int num_threads):
+                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band_bytes):
     """y = conv2d(x, w) + bias, per image and band of output rows: im2col, then one GEMM."""
+    cdef const cc_gemm_desc* d = active()
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t F = y.shape[1], OH = y.shape[2], OW = y.shape[3], P = OH * OW, ckk = C * kh * kw
-    cdef Py_ssize_t band = _band_rows(ckk, OW, 0, OH), cols_size = ckk * band * OW
-    cdef Py_ssize_t i, t
+    cdef Py_ssize_t F = y.shape[1], OH = y.shape[2], OW = y.shape[3], ckk = C * kh * kw
+    cdef Py_ssize_t band = _band_rows(band_bytes, ckk, OW, 0, OH), cols_size = ckk * band * OW, i
     cdef const float* b = NULL
     if bias is not None:
         b = &bias[0]
-    num_threads = max(1, num_threads)
-    cdef float[:, ::1] scratch = np.empty((num_threads, cols_size + cc_packed_b_size()), dtype=np.float32)
+    cdef float[::1] apack = np.empty(packed_a_size(d, F, ckk), dtype=np.float32)
+    cdef float[::1] scratch = np.empty(cols_size + packed_b_size(d), dtype=np.float32)
     with nogil:
-        for i in prange(N, num_threads=num_threads, schedule="static"):
-            t = threadid()
-            _conv_image_im2col(&x[i, 0, 0, 0], C, H, W, &apack[0], b, &y[i, 0, 0, 0], F, OH, OW,
-                               kh, kw, sh, sw, pt, pl, dh, dw, band, &scratch[t, 0], &scratch[t, cols_size])
+        pack_a(d, F, ckk, &w2[0, 0], ckk, 0, &apack[0])
+        for i in range(N):
+            _conv_image_im2col(d, &x[i, 0, 0, 0], C, H, W, &apack[0], b, &y[i, 0, 0, 0], F, OH, OW,
+                               kh, kw, sh, sw, pt, pl, dh, dw, band, &scratch[0], &scratch[cols_size])
 
 
 def conv_im2col_grad_input(const float[:, :, :, ::1] gy,   # IN  (N, F, OH, OW)
                            float[:, :, :, ::1] gx,         # OUT (N, C, H, W), overwritten
-                           const float[::1] apack,         # IN  the weight's transpose (C*KH*KW, F), packed
+                           const float[:, ::1] w2,         # IN  the weight as (F, C*KH*KW)
                            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
-                           Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, int num_threads):
+                           Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band_bytes):
     """Input gradient per image and band: dcols = W^T @ dY, then col2im (bands accumulate)."""
+    cdef const cc_gemm_desc* d = active()
     cdef Py_ssize_t N = gx.shape[0], C = gx.shape[1], H = gx.shape[2], W = gx.shape[3]
-    cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3], P = OH * OW, ckk = C * kh * kw
-    cdef Py_ssize_t band = _band_rows(ckk, OW, 0, OH), cols_size = ckk * band * OW
-    cdef Py_ssize_t i, t
-    num_threads = max(1, num_threads)
-    cdef float[:, ::1] scratch = np.empty((num_threads, cols_size + cc_packed_b_size()), dtype=np.float32)
+    cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3], ckk = C * kh * kw
+    cdef Py_ssize_t band = _band_rows(band_bytes, ckk, OW, 0, OH), cols_size = ckk * band * OW, i
+    cdef float[::1] apack = np.empty(packed_a_size(d, ckk, F), dtype=np.float32)
+    cdef float[::1] scratch = np.empty(cols_size + packed_b_size(d), dtype=np.float32)
     with nogil:
-        for i in prange(N, num_threads=num_threads, schedule="static"):
-            t = threadid()
-            _grad_input_image_im2col(&gy[i, 0, 0, 0], F, OH, OW, &apack[0], &gx[i, 0, 0, 0], C, H, W,
-                                     kh, kw, sh, sw, pt, pl, dh, dw, band, &scratch[t, 0], &scratch[t, cols_size])
+        pack_a(d, ckk, F, &w2[0, 0], ckk, 1, &apack[0])   # W^T (CKK, F), given W row-major
+        for i in range(N):
+            _grad_input_image_im2col(d, &gy[i, 0, 0, 0], F, OH, OW, &apack[0], &gx[i, 0, 0, 0], C, H, W,
+                                     kh, kw, sh, sw, pt, pl, dh, dw, band, &scratch[0], &scratch[cols_size])
 
 
 def conv_im2col_grad_weight(const float[:, :, :, ::1] x,    # IN (N, C, H, W)
                             const float[:, :, :, ::1] gy,   # IN (N, F, OH, OW)
                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
-                            Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, int num_threads):
+                            Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t band_bytes,
+                            Py_ssize_t dot_min):
     """The weight gradient (F, C*KH*KW) over these images: per band, dY_band @ cols^T."""
+    cdef const cc_gemm_desc* d = active()
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3], P = OH * OW, ckk = C * kh * kw
-    cdef Py_ssize_t band = _band_rows(ckk, OW, 0, OH), cols_size = ckk * band * OW
-    cdef Py_ssize_t a_size = cc_packed_a_size(F, band * OW), i, t
-    num_threads = max(1, num_threads)
-    cdef float[:, ::1] scratch = np.empty((num_threads, cols_size + a_size + cc_packed_b_size()),
-                                          dtype=np.float32)
-    acc_arr = np.zeros((num_threads, F, ckk), dtype=np.float32)
-    cdef float[:, :, ::1] acc = acc_arr
+    cdef Py_ssize_t F = gy.shape[1], OH = gy.shape[2], OW = gy.shape[3], ckk = C * kh * kw
+    cdef Py_ssize_t band = _band_rows(band_bytes, ckk, OW, 0, OH), cols_size = ckk * band * OW
+    cdef Py_ssize_t a_size = packed_a_size(d, F, band * OW), i
+    cdef float[::1] scratch = np.empty(cols_size + a_size + packed_b_size(d), dtype=np.float32)
+    acc_arr = np.zeros((F, ckk), dtype=np.float32)
+    cdef float[:, ::1] acc = acc_arr
     with nogil:
-        for i in prange(N, num_threads=num_threads, schedule="static"):
-            t = threadid()
-            _grad_weight_image_im2col(&x[i, 0, 0, 0], C, H, W, &gy[i, 0, 0, 0], F, OH, OW,
-                                      kh, kw, sh, sw, pt, pl, dh, dw, band, &acc[t, 0, 0],
-                                      &scratch[t, 0], &scratch[t, cols_size], &scratch[t, cols_size + a_size])
-    return acc_arr.sum(axis=0)
-
-
-def pack_matrix(const float[:, ::1] a, bint trans=False):
-    """cc_pack_a of ``a`` (M, K), or of ``a.T`` given ``a`` (K, M) with ``trans``."""
-    cdef Py_ssize_t m = a.shape[1] if trans else a.shape[0], k = a.shape[0] if trans else a.shape[1]
-    cdef float[::1] out = np.empty(cc_packed_a_size(m, k), dtype=np.float32)
-    if m and k:
-        cc_pack_a(m, k, &a[0, 0], a.shape[1], trans, &out[0])
-    return np.asarray(out)
-
-
-def sgemm(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c, bint trans_a=False, bint trans_b=False,
-          bint accumulate=False):
-    """c (+)= op(a) @ op(b), op transposing when asked (a row-major array given as its transpose):
-    convcore's own GEMM, single-threaded. Every dimension must be at least 1."""
-    cdef Py_ssize_t M = c.shape[0], N = c.shape[1]
-    cdef Py_ssize_t K = a.shape[0] if trans_a else a.shape[1]
-    a_mk = (a.shape[1], a.shape[0]) if trans_a else (a.shape[0], a.shape[1])
-    b_kn = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
-    if a_mk != (M, K) or b_kn != (K, N):
-        raise ValueError(f"sgemm: shapes do not chain: a ({a.shape[0]}, {a.shape[1]}) (trans_a={trans_a}), "
-                         f"b ({b.shape[0]}, {b.shape[1]}) (trans_b={trans_b}), c ({M}, {N})")
-    if M == 0 or N == 0 or K == 0:
-        raise ValueError("sgemm: every dimension must be at least 1")
-    cdef float[::1] ap = np.empty(cc_packed_a_size(M, K), dtype=np.float32)
-    cdef float[::1] bp = np.empty(cc_packed_b_size(), dtype=np.float32)
-    with nogil:
-        cc_pack_a(M, K, &a[0, 0], a.shape[1], trans_a, &ap[0])
-        cc_sgemm(M, N, K, &ap[0], &b[0, 0], b.shape[1], trans_b, &c[0, 0], N, accumulate, &bp[0])
+        for i in range(N):
+            _grad_weight_image_im2col(d, &x[i, 0, 0, 0], C, H, W, &gy[i, 0, 0, 0], F, OH, OW,
+                                      kh, kw, sh, sw, pt, pl, dh, dw, band, dot_min, &acc[0, 0],
+                                      &scratch[0], &scratch[cols_size], &scratch[cols_size + a_size])
+    return acc_arr

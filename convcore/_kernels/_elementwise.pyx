@@ -6,7 +6,7 @@
 from cython cimport floating
 
 
-def relu(const floating[::1] x, floating[::1] out, int num_threads):
+def relu(const floating[::1] x, floating[::1] out):
     """out = max(x, 0), NaN kept (as np.maximum and torch.relu)."""
     cdef Py_ssize_t i
     cdef floating v
@@ -16,7 +16,7 @@ def relu(const floating[::1] x, floating[::1] out, int num_threads):
             out[i] = 0 if v <= 0 else v
 
 
-def relu_backward(const floating[::1] grad, const floating[::1] y, floating[::1] out, int num_threads):
+def relu_backward(const floating[::1] grad, const floating[::1] y, floating[::1] out):
     """out = grad * (y > 0), with ``y`` the forward's output (a NaN gradient stays NaN, as in NumPy)."""
     cdef Py_ssize_t i
     with nogil:

@@ -8,15 +8,16 @@
 #    row/column (``_tap_range``), so no -inf padded copy exists.
 # C. Average pooling follows PyTorch: the window is clipped to input + padding to size the divisor
 #    when ``count_include_pad``, then to the input for the sum.
-# D. Parallelism: ``prange`` over (n, c) planes. Backward kernels scatter into the plane their
-#    thread owns, so they need no atomics. The caller zero-fills nothing: backward kernels
+# D. Parallelism: these kernels run serially over the (n, c) planes they are given; ``convcore.ops``
+#    splits the planes over convcore's own threads (``_threads.run_planes``: no OpenMP team, whose
+#    idle workers would spin between GEMMs). Backward kernels scatter only into the planes of
+#    their call, so they need no atomics. The caller zero-fills nothing: backward kernels
 #    overwrite their output plane.
 # E. The caller (``convcore.ops``) validated every shape and the geometry. The one input it cannot
 #    cheaply validate, max-pool indices, is bounds-tested here; out-of-range entries are skipped
 #    and counted, and the caller raises.
 
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 from libc.math cimport INFINITY
@@ -143,12 +144,12 @@ def max_pool2d(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
                int64_t[:, :, :, ::1] indices,     # OUT (N, C, OH, OW), flat positions in a plane
                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
-               Py_ssize_t oh, Py_ssize_t ow, int num_threads):
+               Py_ssize_t oh, Py_ssize_t ow):
     """Max pooling forward: window maxima and their flat positions."""
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t plane, n, c
     with nogil:
-        for plane in prange(x.shape[0] * C, num_threads=num_threads, schedule="static"):
+        for plane in range(x.shape[0] * C):
             n = plane // C
             c = plane - n * C
             _max_pool_plane(&x[n, c, 0, 0], &out[n, c, 0, 0], &indices[n, c, 0, 0], H, W,
@@ -157,8 +158,7 @@ def max_pool2d(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
 
 def max_pool2d_backward(const floating[:, :, :, ::1] grad_out,   # IN  (N, C, OH, OW)
                         const int64_t[:, :, :, ::1] indices,     # IN  (N, C, OH, OW)
-                        floating[:, :, :, ::1] grad_x,           # OUT (N, C, H, W), overwritten
-                        int num_threads):
+                        floating[:, :, :, ::1] grad_x):          # OUT (N, C, H, W), overwritten
     """Scatter-add ``grad_out`` to the recorded maxima; returns how many indices were out of range."""
     cdef Py_ssize_t C = grad_x.shape[1], HW = grad_x.shape[2] * grad_x.shape[3]
     cdef Py_ssize_t P = grad_out.shape[2] * grad_out.shape[3]
@@ -167,7 +167,7 @@ def max_pool2d_backward(const floating[:, :, :, ::1] grad_out,   # IN  (N, C, OH
     cdef const floating* g
     cdef const int64_t* ix
     with nogil:
-        for plane in prange(grad_x.shape[0] * C, num_threads=num_threads, schedule="static"):
+        for plane in range(grad_x.shape[0] * C):
             n = plane // C
             c = plane - n * C
             gx = &grad_x[n, c, 0, 0]
@@ -245,13 +245,13 @@ def avg_pool2d(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
                floating[:, :, :, ::1] out,        # OUT (N, C, OH, OW)
                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                Py_ssize_t pt, Py_ssize_t pb, Py_ssize_t pl, Py_ssize_t pr,
-               bint count_include_pad, int num_threads):
+               bint count_include_pad):
     """Average pooling forward."""
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t oh = out.shape[2], ow = out.shape[3]
     cdef Py_ssize_t plane, n, c
     with nogil:
-        for plane in prange(x.shape[0] * C, num_threads=num_threads, schedule="static"):
+        for plane in range(x.shape[0] * C):
             n = plane // C
             c = plane - n * C
             _avg_pool_plane(&x[n, c, 0, 0], &out[n, c, 0, 0], H, W, kh, kw, sh, sw,
@@ -262,13 +262,13 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] grad_out,   # IN  (N, C, OH
                         floating[:, :, :, ::1] grad_x,           # OUT (N, C, H, W), overwritten
                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                         Py_ssize_t pt, Py_ssize_t pb, Py_ssize_t pl, Py_ssize_t pr,
-                        bint count_include_pad, int num_threads):
+                        bint count_include_pad):
     """Average pooling backward: each output gradient spread evenly over its window."""
     cdef Py_ssize_t C = grad_x.shape[1], H = grad_x.shape[2], W = grad_x.shape[3]
     cdef Py_ssize_t oh = grad_out.shape[2], ow = grad_out.shape[3]
     cdef Py_ssize_t plane, n, c
     with nogil:
-        for plane in prange(grad_x.shape[0] * C, num_threads=num_threads, schedule="static"):
+        for plane in range(grad_x.shape[0] * C):
             n = plane // C
             c = plane - n * C
             _avg_pool_backward_plane(&grad_out[n, c, 0, 0], &grad_x[n, c, 0, 0], H, W,

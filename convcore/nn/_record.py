@@ -37,8 +37,8 @@ class GraphError(RuntimeError):
 
 
 class _State(threading.local):
-    scope: "Scope | None" = None   # the active top-level call of this thread
-    node: "Node | None" = None     # the call whose forward or backward is running
+    scope: Scope | None = None   # the active top-level call of this thread
+    node: Node | None = None     # the call whose forward or backward is running
 
 
 _tls = _State()
@@ -58,7 +58,7 @@ def active_scope() -> Scope | None:
     return _tls.scope
 
 
-def active_record() -> "Record | None":
+def active_record() -> Record | None:
     """The record of this thread's forward in progress, or None (no forward, or ``no_grad``)."""
     scope = _tls.scope
     if scope is None or scope.record is None or _tls.node is not None or not is_grad_enabled():
@@ -161,7 +161,7 @@ class Record:
             grads = list(grad)
         else:
             grads = [grad]
-        for i, (g, (shape, dtype)) in enumerate(zip(grads, self.out_meta)):
+        for i, (g, (shape, _)) in enumerate(zip(grads, self.out_meta)):
             if g is None:
                 continue
             if not isinstance(g, np.ndarray):
@@ -247,16 +247,19 @@ def _plain(a):
     return a._array if a._array is not None else a.view(np.ndarray)
 
 
-def _check_traced(a, module) -> tuple | None:
-    """The producer reference of a recorded call's input, or None for a constant."""
+def _check_traced(a, module, output: bool = False) -> tuple | None:
+    """The producer reference of a recorded call's input (or of a forward's output), or None for a
+    constant."""
     if type(a) is not TracedArray:
         return None
     if a._ref is None and a.dtype.kind == "f":
+        where = (f"{type(module).__name__}.forward returned an array" if output else
+                 f"{type(module).__name__} received an array")
         raise GraphError(
-            f"{type(module).__name__} received an array computed by {a._untraced} from an intermediate "
-            "of this forward; that operation is not recorded, so the gradient through it would be lost. "
-            "Use a convcore layer or a convcore.functional op (add, sub, mul, cat, reshape, flatten, "
-            "relu, ...), or detach explicitly with np.asarray(...)."
+            f"{where} computed by {a._untraced} from an intermediate of this forward; that operation is "
+            "not recorded, so the gradient through it would be lost. Use a convcore layer or a "
+            "convcore.functional op (add, sub, mul, cat, reshape, flatten, relu, ...), or detach "
+            "explicitly with np.asarray(...)."
         )
     return a._ref
 
@@ -348,7 +351,7 @@ def _record_top(module, record: Record, args, kwargs):
     plain = []
     for y in outs:
         if isinstance(y, np.ndarray):
-            ref = _check_traced(y, module) if type(y) is TracedArray else None
+            ref = _check_traced(y, module, output=True) if type(y) is TracedArray else None
             record.outputs.append(ref)
             record.out_meta.append((y.shape, y.dtype))
             plain.append(_plain(y))

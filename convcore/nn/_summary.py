@@ -9,7 +9,8 @@ from . import _record
 
 
 def _shapes(input_shape) -> list[tuple[int, ...]]:
-    if isinstance(input_shape, (tuple, list)) and input_shape and all(isinstance(s, (tuple, list)) for s in input_shape):
+    several = isinstance(input_shape, (tuple, list)) and input_shape
+    if several and all(isinstance(s, (tuple, list)) for s in input_shape):
         shapes = [tuple(s) for s in input_shape]
     else:
         shapes = [tuple(input_shape)]

@@ -6,12 +6,12 @@ trainable layer is not asked for an input gradient nobody needs."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterable
+from collections.abc import Iterable
 
 from .module import Module
 
 
-def _check_module(value, where: str) -> "Module":
+def _check_module(value, where: str) -> Module:
     if not isinstance(value, Module):
         raise TypeError(f"{where} expects a Module; received {type(value).__name__}")
     return value
@@ -49,16 +49,16 @@ class Sequential(Module):
             raise IndexError(f"Sequential index {index!r} out of range for {n} layers")
         return index % n
 
-    def append(self, layer: Module) -> "Sequential":
+    def append(self, layer: Module) -> Sequential:
         setattr(self, str(len(self._modules)), _check_module(layer, "Sequential.append"))
         return self
 
-    def extend(self, layers: Iterable[Module]) -> "Sequential":
+    def extend(self, layers: Iterable[Module]) -> Sequential:
         for layer in layers:
             self.append(layer)
         return self
 
-    def insert(self, index: int, layer: Module) -> "Sequential":
+    def insert(self, index: int, layer: Module) -> Sequential:
         layers = list(self._modules.values())
         layers.insert(index, _check_module(layer, "Sequential.insert"))
         self._renumber(layers)
@@ -113,11 +113,11 @@ class ModuleList(Module):
         super().__init__()
         self.extend(modules)
 
-    def append(self, module: Module) -> "ModuleList":
+    def append(self, module: Module) -> ModuleList:
         setattr(self, str(len(self._modules)), _check_module(module, "ModuleList.append"))
         return self
 
-    def extend(self, modules: Iterable[Module]) -> "ModuleList":
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
         for m in modules:
             self.append(m)
         return self

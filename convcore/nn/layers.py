@@ -146,8 +146,8 @@ class Conv2d(_ConvNd):
     input (N, C_in, H, W) -> output (N, C_out, OH, OW),
     ``OH = floor((H + pad_top + pad_bottom - dilation * (KH - 1) - 1) / stride) + 1``
 
-    Example
-    -------
+    Examples
+    --------
     >>> conv = Conv2d(1, 32, 5, padding=2)
     >>> conv(np.zeros((8, 1, 28, 28), np.float32)).shape
     (8, 32, 28, 28)
@@ -189,17 +189,17 @@ class Conv2d(_ConvNd):
         # input's gradient back onto the input (the adjoint of the pad).
         check_input(x, "x", self, 4)
         _check_layer_dtype(self, x, self.weight.dtype)
-        t, b, l, r = self._pads(x.shape)
-        xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), mode=_PAD_MODES[self.padding_mode])
+        top, bottom, left, right = self._pads(x.shape)
+        xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=_PAD_MODES[self.padding_mode])
         y = ops.conv2d(xp, self.weight.data, None if self.bias is None else self.bias.data, self.stride, 0,
                        self.dilation, self.groups)
-        self.save_for_backward(xp, (t, b, l, r), x.shape)
+        self.save_for_backward(xp, (top, bottom, left, right), x.shape)
         return y
 
     def backward(self, grad, need_input_grad):
         if self.padding_mode == "zeros":
             return super().backward(grad, need_input_grad)
-        xp, (t, b, l, r), shape = self.saved()
+        xp, (top, bottom, left, right), shape = self.saved()
         w_grad = self.weight.requires_grad
         b_grad = self.bias is not None and self.bias.requires_grad
         if not (need_input_grad or w_grad or b_grad):
@@ -213,8 +213,8 @@ class Conv2d(_ConvNd):
         if gxp is None:
             return None
         mode = _PAD_MODES[self.padding_mode]
-        g = _fold_axis(gxp, 2, shape[2], t, b, mode)
-        return _fold_axis(g, 3, shape[3], l, r, mode)
+        g = _fold_axis(gxp, 2, shape[2], top, bottom, mode)
+        return _fold_axis(g, 3, shape[3], left, right, mode)
 
     def get_config(self):
         config = dict(in_channels=self.in_channels, out_channels=self.out_channels,
@@ -562,7 +562,8 @@ class AdaptiveMaxPool2d(Module):
         oh, ow = (h if self.output_size[0] is None else self.output_size[0],
                   w if self.output_size[1] is None else self.output_size[1])
         if h == 0 or w == 0:
-            raise ValueError(f"AdaptiveMaxPool2d: the input's height and width must be positive; received shape {x.shape}")
+            raise ValueError(f"AdaptiveMaxPool2d: the input's height and width must be positive; received shape "
+                             f"{x.shape}")
         # Separable: per row the first maximum of each column window, then per column window the
         # first row holding the overall maximum (row-major first occurrence, as torch scans).
         ws, we = _adaptive_windows(w, ow)

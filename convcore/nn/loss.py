@@ -207,8 +207,8 @@ class CrossEntropyLoss(_ClassLoss):
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         if isinstance(weight, str):   # the older convcore form CrossEntropyLoss(reduction, label_smoothing)
-            weight, reduction, label_smoothing = None, weight, (ignore_index if ignore_index != -100 else label_smoothing)
-            ignore_index = -100
+            smoothing = ignore_index if ignore_index != -100 else label_smoothing
+            weight, reduction, label_smoothing, ignore_index = None, weight, smoothing, -100
         super().__init__(reduction)
         self.weight = _weight(weight, "weight", self._what)
         if self.weight is not None and self.weight.ndim != 1:

@@ -51,8 +51,8 @@ class Add(_Merge):
     -----
     inputs of broadcast-compatible shapes -> their broadcast shape
 
-    Example
-    -------
+    Examples
+    --------
     >>> out = nn.Add()(out, identity)          # a residual connection
     """
 

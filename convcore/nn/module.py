@@ -21,7 +21,8 @@ import functools
 import math
 import threading
 from collections import OrderedDict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -50,12 +51,13 @@ class Parameter:
     """A trainable array: ``data``, its accumulated ``grad`` (None until a backward), and
     ``requires_grad`` (False when frozen)."""
 
-    __slots__ = ("data", "grad", "requires_grad")
+    __slots__ = ("data", "grad", "requires_grad", "_own")
 
     def __init__(self, data: np.ndarray, requires_grad: bool = True):
         self.data = np.ascontiguousarray(data)
         self.grad: np.ndarray | None = None
         self.requires_grad = bool(requires_grad)
+        self._own = None   # the gradient array this parameter allocated itself, safe to add into
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -70,11 +72,14 @@ class Parameter:
         return self.data.size
 
     def accumulate(self, grad: np.ndarray) -> None:
-        """Add ``grad`` into ``self.grad`` (the first gradient is stored as is)."""
+        """Add ``grad`` into ``self.grad``. The first gradient is stored as is; the second makes a
+        new array (the first may be an array its layer still uses elsewhere), later ones add into it."""
         if self.grad is None:
             self.grad = grad
-        else:
+        elif self.grad is self._own:
             self.grad += grad
+        else:
+            self.grad = self._own = self.grad + grad
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
@@ -128,7 +133,7 @@ class deferred_init:
         return False
 
 
-def check_input(x, name: str, layer: "Module", ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
+def check_input(x, name: str, layer: Module, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
     """A float32/float64 ndarray with the expected number of dimensions, or a clear error."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{type(layer).__name__}: {name} must be a numpy.ndarray; received {type(x).__name__}")
@@ -307,18 +312,18 @@ class Module:
             for name, b in m._buffers.items():
                 yield (mod_name + "." if mod_name else "") + name, b
 
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         yield from self._modules.items()
 
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         yield from self._modules.values()
 
-    def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
         """(dotted path, module) for this module and every descendant, each distinct module once
         (under its first path) unless ``remove_duplicate`` is False."""
         memo: set[int] = set()
 
-        def walk(m: "Module", path: str):
+        def walk(m: Module, path: str):
             if remove_duplicate:
                 if id(m) in memo:
                     return
@@ -330,12 +335,12 @@ class Module:
 
         yield from walk(self, prefix)
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
     # -- modes -----------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Set training mode (``mode=True``) or evaluation mode, recursively; returns self."""
         if not isinstance(mode, bool):
             raise TypeError(f"train(mode) expects a bool; received mode={mode!r}")
@@ -343,21 +348,21 @@ class Module:
             object.__setattr__(m, "training", mode)
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """Evaluation mode (dropout off, batch norm on running statistics); returns self."""
         return self.train(False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Set ``requires_grad`` on every parameter (False freezes them for fine-tuning)."""
         for p in self.parameters():
             p.requires_grad = bool(requires_grad)
         return self
 
-    def freeze(self) -> "Module":
+    def freeze(self) -> Module:
         """Freeze every parameter: no gradient computed, never changed by an optimizer."""
         return self.requires_grad_(False)
 
-    def unfreeze(self) -> "Module":
+    def unfreeze(self) -> Module:
         return self.requires_grad_(True)
 
     @property
@@ -377,7 +382,7 @@ class Module:
             p.grad = None
 
     # -- state -----------------------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed as PyTorch keys them ("0.weight", ...).
 
         As in PyTorch, a parameter shared by several modules appears under each of its names."""
@@ -418,7 +423,7 @@ class Module:
                 owner_name, _, leaf = key.rpartition(".")
                 owners[owner_name]._buffers[leaf] = value
 
-    def astype(self, dtype) -> "Module":
+    def astype(self, dtype) -> Module:
         """Convert every parameter and floating buffer to ``dtype`` (float32 or float64); returns self."""
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
@@ -432,7 +437,7 @@ class Module:
                     m._buffers[k] = np.asarray(b).astype(dtype)
         return self
 
-    def to(self, *args, dtype=None, device=None) -> "Module":
+    def to(self, *args, dtype=None, device=None) -> Module:
         """torch's ``model.to(...)``: ``to(np.float64)``, ``to("float32")``, ``to(dtype=...)``
         convert every parameter and floating buffer (see ``astype``); ``to("cpu")`` (the only
         device) changes nothing. Returns self.
@@ -461,11 +466,11 @@ class Module:
             raise TypeError(f"to(): dtype must be float32 or float64; received dtype={target}")
         return self.astype(target)
 
-    def float(self) -> "Module":
+    def float(self) -> Module:
         """Convert to float32 (``to(np.float32)``); returns self."""
         return self.to(np.float32)
 
-    def double(self) -> "Module":
+    def double(self) -> Module:
         """Convert to float64 (``to(np.float64)``); returns self."""
         return self.to(np.float64)
 

@@ -243,7 +243,8 @@ class LayerNorm(Module):
 
     def get_config(self):
         return dict(normalized_shape=list(self.normalized_shape), eps=self.eps,
-                    elementwise_affine=self.elementwise_affine, bias=self.bias is not None or not self.elementwise_affine)
+                    elementwise_affine=self.elementwise_affine,
+                    bias=self.bias is not None or not self.elementwise_affine)
 
 
 class GroupNorm(Module):

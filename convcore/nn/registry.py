@@ -155,7 +155,8 @@ class _Reader:
                             f"string; received {_short(spec)}")
         unknown = set(spec) - {"type", "config", "children"}
         if unknown:
-            raise SpecError(f"unexpected keys {sorted(unknown)} in the description of {spec['type']} at {path or 'the root'}")
+            raise SpecError(f"unexpected keys {sorted(unknown)} in the description of {spec['type']} "
+                            f"at {path or 'the root'}")
         self.count += 1
         if self.count > self.max_modules:
             raise SpecError(f"the architecture describes more than {self.max_modules} modules")

@@ -62,8 +62,8 @@ class _Builder:
 
 
 def _pads(padding, kernel, stride, dilation, hw):
-    t, b, l, r = padding4(padding, kernel, stride, dilation, hw)
-    return [t, l, b, r]   # ONNX: all begins, then all ends
+    top, bottom, left, right = padding4(padding, kernel, stride, dilation, hw)
+    return [top, left, bottom, right]   # ONNX: all begins, then all ends
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,9 +75,10 @@ def _conv(m, node, ins, outs, b):
     args = [ins[0], b.param(m, "weight")] + ([b.param(m, "bias")] if m.bias is not None else [])
     if getattr(m, "padding_mode", "zeros") != "zeros":
         mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[m.padding_mode]
-        t, l, bo, r = _pads(m.padding, m.kernel_size, m.stride, m.dilation, (h, w))
+        top, left, bottom, right = _pads(m.padding, m.kernel_size, m.stride, m.dilation, (h, w))
         padded = b.fresh("padded")
-        b.node("Pad", [ins[0], b.const(np.array([0, 0, t, l, 0, 0, bo, r], np.int64), "pads")], [padded], mode=mode)
+        pads = np.array([0, 0, top, left, 0, 0, bottom, right], np.int64)
+        b.node("Pad", [ins[0], b.const(pads, "pads")], [padded], mode=mode)
         args[0], pads = padded, [0, 0, 0, 0]
     else:
         pads = _pads(m.padding, m.kernel_size, m.stride, m.dilation, (h, w))
@@ -113,7 +114,7 @@ def _avg_pool(m, node, ins, outs, b):
 
 
 def _adaptive_avg(m, node, ins, outs, b):
-    (n, c, h, w), (oh, ow) = node.in_shapes[0], node.out_shapes[0][2:]
+    (h, w), (oh, ow) = node.in_shapes[0][2:], node.out_shapes[0][2:]
     if (oh, ow) == (1, 1):
         b.node("GlobalAveragePool", ins, outs)
     elif h % oh == 0 and w % ow == 0:

@@ -403,8 +403,8 @@ def _max_unpool(node, attrs, ctx):
     kernel = tuple(attrs.get("kernel_shape", []))
     if len(kernel) != 2:
         raise _Unsupported("a non-2-D MaxUnpool")
-    t, b, l, r = _pads_tblr(attrs)
-    if t != b or l != r:
+    top, bottom, left, right = _pads_tblr(attrs)
+    if top != bottom or left != right:
         raise _Unsupported("MaxUnpool with asymmetric pads")
     size = None
     if len(node.input) > 2 and node.input[2]:
@@ -412,7 +412,7 @@ def _max_unpool(node, attrs, ctx):
         if shape is None or shape.size != 4 or not all(isinstance(v, (int, np.integer)) for v in shape[2:]):
             raise _Unsupported("MaxUnpool to a spatial size computed at run time")
         size = tuple(int(v) for v in shape[2:])
-    layer = nn.MaxUnpool2d(kernel, tuple(attrs.get("strides", [1, 1])), (t, l), output_size=size)
+    layer = nn.MaxUnpool2d(kernel, tuple(attrs.get("strides", [1, 1])), (top, left), output_size=size)
     ctx.layer(node, layer, inputs=node.input[:2])
 
 
@@ -566,7 +566,8 @@ CONVERTERS = {
     "Concat": lambda n, a, c: c.op(n, "concat", list(n.input), axis=int(a.get("axis", 0))),
     "Flatten": lambda n, a, c: c.op(n, "flatten", n.input[:1], axis=int(a.get("axis", 1))),
     "Reshape": _reshape,
-    "Transpose": lambda n, a, c: c.op(n, "transpose", n.input[:1], perm=[int(p) for p in a["perm"]] if "perm" in a else None),
+    "Transpose": lambda n, a, c: c.op(n, "transpose", n.input[:1],
+                                      perm=[int(p) for p in a["perm"]] if "perm" in a else None),
     "Squeeze": lambda n, a, c: c.op(n, "squeeze", n.input[:1], axes=_axes_input(n, c, a)),
     "Unsqueeze": lambda n, a, c: c.op(n, "unsqueeze", n.input[:1], axes=_axes_input(n, c, a)),
     "Slice": _slice,
@@ -709,8 +710,8 @@ def convert(source) -> OnnxGraph:
     steps = ctx.steps
     out_names = [ctx._const_names.get(n, n) for n in outputs]
     layers = nn.ModuleDict(ctx.layers)
-    model_out = OnnxGraph(inputs, out_names, steps, {k: [list(v.shape), str(v.dtype)] for k, v in ctx.constants.items()},
-                          layers=layers)
+    meta = {k: [list(v.shape), str(v.dtype)] for k, v in ctx.constants.items()}
+    model_out = OnnxGraph(inputs, out_names, steps, meta, layers=layers)
     for key, value in ctx.constants.items():
         model_out.set_constant(key, value)
     return model_out.eval()

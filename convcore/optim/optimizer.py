@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import signal
 import threading
-from typing import Iterable
 
 import numpy as np
 
 from .._validation import check_bool, check_number
 from ..nn.module import Parameter
+
 
 @contextlib.contextmanager
 def _interrupts_held():

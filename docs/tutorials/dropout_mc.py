@@ -25,7 +25,8 @@ mean, std = convcore.predict(model, x_test, mc_dropout=20, seed=0)   # 20 passes
 confident = std.max(axis=1)
 right = mean.argmax(axis=1) == y_test
 print(f"MC-dropout accuracy {right.mean():.3f}")
-print(f"spread of the predicted class: {confident[right].mean():.3f} when right, {confident[~right].mean():.3f} when wrong")
+print(f"spread of the predicted class: {confident[right].mean():.3f} when right, "
+      f"{confident[~right].mean():.3f} when wrong")
 noise = np.random.default_rng(0).random((200, 1, 28, 28), dtype=np.float32)
 _, std_noise = convcore.predict(model, noise, mc_dropout=20, seed=0)
 print(f"on random noise images the spread is {std_noise.max(axis=1).mean():.3f}")

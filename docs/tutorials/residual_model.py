@@ -10,7 +10,6 @@ makes the class saveable.
 import numpy as np
 
 import convcore
-from convcore import functional as F
 from convcore import nn, optim
 
 
@@ -59,7 +58,8 @@ print("held-out accuracy per epoch:", [round(a, 3) for a in history.val_accuracy
 
 convcore.save(model, "/tmp/residual.npz")
 back = convcore.load("/tmp/residual.npz")
-print("reloaded:", type(back).__name__, np.array_equal(convcore.predict(back, x_test[:4]), convcore.predict(model, x_test[:4])))
+same = np.array_equal(convcore.predict(back, x_test[:4]), convcore.predict(model, x_test[:4]))
+print("reloaded:", type(back).__name__, "identical predictions:", same)
 
 # A numpy operation convcore cannot differentiate is refused rather than silently dropped:
 class Broken(nn.Module):

@@ -23,6 +23,7 @@ convcore.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.05
 probs = F.softmax(convcore.predict(model, x_test), dim=1)
 values, classes = metrics.topk(probs, 3)
 for i in range(3):
-    print(f"image {i} (label {y_test[i]}): top-3 classes {classes[i].tolist()} with p = {np.round(values[i], 3).tolist()}")
+    print(f"image {i} (label {y_test[i]}): top-3 classes {classes[i].tolist()}, "
+          f"p = {np.round(values[i], 3).tolist()}")
 for k in (1, 2, 5):
     print(f"top-{k} accuracy {metrics.topk_accuracy(probs, y_test, k):.3f}")

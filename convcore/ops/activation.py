@@ -1,0 +1,43 @@
+"""Elementwise activations: one compiled pass per direction, split over convcore's threads."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _threads
+from .._backend import get_backend, get_num_threads, kernels
+from .._validation import FLOAT_DTYPES, expect_shape, same_dtype
+
+
+def _elementwise(name: str, inputs, out: np.ndarray) -> np.ndarray:
+    """Run elementwise kernel ``name`` over the flattened arrays, split over convcore's threads
+    on the compiled backend. Empty arrays need no kernel."""
+    if out.size:
+        flat = [np.ascontiguousarray(a).reshape(-1) for a in inputs] + [out.reshape(-1)]
+        if get_backend() == "cython":
+            _threads.run_planes(getattr(kernels(), name), flat, (), get_num_threads(), out.size)
+        else:
+            getattr(kernels(), name)(*flat)
+    return out
+
+
+def _float_array(x, name: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray; received {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64; received {name}.dtype={x.dtype}")
+    return x
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` for a float array of any shape; NaN stays NaN (as ``torch.relu``)."""
+    x = _float_array(x, "x")
+    return _elementwise("relu", [x], np.empty(x.shape, dtype=x.dtype))
+
+
+def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient of ``relu`` given its output ``y``: ``grad_out * (y > 0)``."""
+    grad_out, y = _float_array(grad_out, "grad_out"), _float_array(y, "y")
+    same_dtype(y, "y", grad_out, "grad_out")
+    expect_shape(grad_out, "grad_out", y.shape, "the shape of relu's output y")
+    return _elementwise("relu_backward", [grad_out, y], np.empty(y.shape, dtype=y.dtype))

@@ -1,0 +1,43 @@
+"""``matmul``: the product the Linear layers use."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _caps
+from .._backend import get_backend, kernels
+
+
+def _row_major(m: np.ndarray):
+    """(transposed, array): ``m`` itself when C-contiguous, the C-contiguous array ``m`` is the
+    transpose of, or a contiguous copy."""
+    if m.flags.c_contiguous:
+        return False, m
+    if m.T.flags.c_contiguous:
+        return True, m.T
+    return False, np.ascontiguousarray(m)
+
+
+def own_gemm(dtype) -> bool:
+    """float32 on the compiled backend with a vector micro-kernel: convcore's own GEMM runs it."""
+    return np.dtype(dtype) == np.float32 and get_backend() == "cython" and _caps.vector()
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D arrays of one float dtype (``a.T`` and ``b.T`` views are fine).
+
+    float32 on the compiled backend runs convcore's own GEMM (AVX2 or AVX-512 micro-kernel),
+    single-threaded. That is slower than BLAS on big products, but the layers' products are small
+    (LeNet's widest: 64 x 3136 x 128), and a BLAS call leaves OpenBLAS's workers spinning on the
+    cores for the next ~0.1 s, where they slow the convolutions that follow by up to 2x (measured
+    inside a LeNet step). Without a vector micro-kernel, numpy's ``@``.
+    """
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and own_gemm(a.dtype)
+            and b.dtype == np.float32 and a.ndim == b.ndim == 2 and a.size and b.size):
+        return a @ b
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: shapes do not chain: a {a.shape}, b {b.shape}")
+    (ta, a0), (tb, b0) = _row_major(a), _row_major(b)
+    c = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+    kernels().sgemm(a0, b0, c, ta, tb, False)
+    return c

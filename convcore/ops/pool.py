@@ -1,0 +1,181 @@
+"""Max and average pooling, PyTorch's semantics: validate, then split the planes over threads."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _threads
+from .._backend import get_backend, get_num_threads, kernels
+from .._validation import Geometry, as_float_array, check_flag, expect_shape, geometry, input_shape4
+
+
+def _pool_planes(name: str, arrays, args) -> list:
+    """Run pooling kernel ``name`` with its (n, c) planes split over convcore's threads (compiled
+    backend; see ``_threads`` for why not OpenMP). ``arrays`` are all (N, C, ...) C-contiguous."""
+    kernel = getattr(kernels(), name)
+    if get_backend() != "cython":
+        return [kernel(*arrays, *args)]
+    planes = [a.reshape(a.shape[0] * a.shape[1], 1, *a.shape[2:]) for a in arrays]
+    elements = max(a.size for a in arrays)
+    return _threads.run_planes(kernel, planes, args, get_num_threads(), elements)
+
+
+def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode, what) -> Geometry:
+    ceil_mode = check_flag(ceil_mode, "ceil_mode")
+    geo = geometry(shape, kernel_size, stride, padding, dilation, what=what, ceil_mode=ceil_mode,
+                   stride_default="kernel")
+    # PyTorch's rule: padding at most half the kernel, so every window overlaps the input.
+    if max(geo.pt, geo.pb) > geo.kh // 2 or max(geo.pl, geo.pr) > geo.kw // 2:
+        raise ValueError(
+            f"{what}: padding must be at most half the kernel size; received padding "
+            f"(top, bottom, left, right)=({geo.pt}, {geo.pb}, {geo.pl}, {geo.pr}) for "
+            f"kernel_size=({geo.kh}, {geo.kw})"
+        )
+    # With dilation a window's taps can all fall into padding (e.g. width 1, dilation 2, padding 1).
+    # PyTorch then reports an index outside the plane; we refuse such geometry instead.
+    for axis, (size, k, s, p, d, o) in enumerate(
+        ((geo.h, geo.kh, geo.sh, geo.pt, geo.dh, geo.oh), (geo.w, geo.kw, geo.sw, geo.pl, geo.dw, geo.ow))
+    ):
+        if d > 1:
+            taps = np.arange(o)[:, None] * s - p + np.arange(k)[None, :] * d
+            if not ((taps >= 0) & (taps < size)).any(axis=1).all():
+                raise ValueError(
+                    f"{what}: with dilation={d} some windows along {'HW'[axis]} contain no input "
+                    f"element (input shape {geo.n, geo.c, geo.h, geo.w}, kernel_size=({geo.kh}, "
+                    f"{geo.kw}), padding=({geo.pt}, {geo.pb}, {geo.pl}, {geo.pr})); use less padding"
+                )
+    return geo
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """2-D max pooling with PyTorch's semantics.
+
+    ``stride`` defaults to ``kernel_size``; padding counts as -inf; NaN propagates (a window
+    containing NaN yields NaN and the index of its last NaN); ties keep the first maximum.
+
+    Returns
+    -------
+    out : ndarray of shape (N, C, OH, OW)
+    indices : int64 ndarray of shape (N, C, OH, OW)
+        Flat position ``iy * W + ix`` of each maximum within its input plane, as PyTorch's
+        ``return_indices=True`` gives.
+    """
+    x = as_float_array(x, "x", 4)
+    geo = _pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    out = np.empty((geo.n, geo.c, geo.oh, geo.ow), dtype=x.dtype)
+    indices = np.empty(out.shape, dtype=np.int64)
+    _pool_planes("max_pool2d", (x, out, indices), (*geo.window, geo.oh, geo.ow))
+    return out, indices
+
+
+def max_pool2d_backward(grad_out, indices, input_shape) -> np.ndarray:
+    """Gradient of ``max_pool2d``: ``grad_out`` scattered (summed) onto the recorded maxima.
+
+    Parameters
+    ----------
+    grad_out : ndarray of shape (N, C, OH, OW)
+    indices : integer ndarray of shape (N, C, OH, OW), as returned by ``max_pool2d``
+    input_shape : (N, C, H, W)
+
+    Raises
+    ------
+    ValueError
+        Shape mismatch, or an index outside ``[0, H * W)``.
+    """
+    grad_out = as_float_array(grad_out, "grad_out", 4)
+    shape = input_shape4(input_shape)
+    if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(
+            "indices must be an integer numpy.ndarray (as returned by max_pool2d); received "
+            f"{type(indices).__name__}{'' if not isinstance(indices, np.ndarray) else ' of dtype ' + str(indices.dtype)}"
+        )
+    expect_shape(indices, "indices", grad_out.shape, "one index per grad_out element")
+    if grad_out.shape[:2] != shape[:2]:
+        raise ValueError(
+            f"grad_out and input_shape must agree on (N, C); received grad_out.shape="
+            f"{grad_out.shape}, input_shape={shape}"
+        )
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    grad_x = np.empty(shape, dtype=grad_out.dtype)
+    bad = sum(_pool_planes("max_pool2d_backward", (grad_out, indices, grad_x), ()))
+    if bad:
+        raise ValueError(
+            f"indices must lie in [0, H*W) = [0, {shape[2] * shape[3]}) for input_shape={shape}; "
+            f"{bad} of {indices.size} do not"
+        )
+    return grad_x
+
+
+def max_unpool2d(x, indices, output_size) -> np.ndarray:
+    """Place each value of ``x`` at its recorded position in a zero plane: the partial inverse of
+    ``max_pool2d`` (PyTorch's ``max_unpool2d``), for decoders that mirror their encoder.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, OH, OW)
+    indices : integer ndarray of shape (N, C, OH, OW), flat positions from ``max_pool2d``
+    output_size : (H, W) or (N, C, H, W)
+
+    Returns
+    -------
+    ndarray of shape (N, C, H, W)
+
+    Notes
+    -----
+    This is ``max_pool2d_backward`` applied to ``x``: values sharing one index (only possible with
+    overlapping pooling windows) are summed, where PyTorch keeps one of them.
+    """
+    x = as_float_array(x, "x", 4)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = (*x.shape[:2], *output_size)
+    return max_pool2d_backward(x, indices, output_size)
+
+
+def max_unpool2d_backward(grad_out, indices) -> np.ndarray:
+    """Gradient of ``max_unpool2d`` with respect to ``x``: ``grad_out`` read at ``indices``."""
+    grad_out = as_float_array(grad_out, "grad_out", 4)
+    n, c, h, w = grad_out.shape
+    if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer) or indices.ndim != 4:
+        raise TypeError(f"indices must be a 4-D integer numpy.ndarray; received {type(indices).__name__}")
+    if indices.shape[:2] != (n, c):
+        raise ValueError(f"indices and grad_out must agree on (N, C); received indices.shape={indices.shape}, "
+                         f"grad_out.shape={grad_out.shape}")
+    flat = indices.reshape(n, c, -1)
+    if flat.size and (flat.min() < 0 or flat.max() >= h * w):
+        raise ValueError(f"indices must lie in [0, H*W) = [0, {h * w}) for grad_out.shape={grad_out.shape}")
+    return np.take_along_axis(grad_out.reshape(n, c, h * w), flat, axis=2).reshape(indices.shape)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> np.ndarray:
+    """2-D average pooling with PyTorch's semantics (``count_include_pad``: padding counts in the
+    divisor; windows that ``ceil_mode`` extends past the padding are divided by their clipped size).
+
+    Returns
+    -------
+    ndarray of shape (N, C, OH, OW)
+    """
+    x = as_float_array(x, "x", 4)
+    count_include_pad = check_flag(count_include_pad, "count_include_pad")
+    geo = _pool_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    out = np.empty((geo.n, geo.c, geo.oh, geo.ow), dtype=x.dtype)
+    _pool_planes("avg_pool2d", (x, out), (*geo.window[:5], geo.pb, geo.pl, geo.pr, count_include_pad))
+    return out
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True) -> np.ndarray:
+    """Gradient of ``avg_pool2d`` with respect to its input.
+
+    Returns
+    -------
+    ndarray of shape ``input_shape``
+    """
+    grad_out = as_float_array(grad_out, "grad_out", 4)
+    count_include_pad = check_flag(count_include_pad, "count_include_pad")
+    shape = input_shape4(input_shape)
+    geo = _pool_geometry(shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d_backward")
+    expect_shape(grad_out, "grad_out", (geo.n, geo.c, geo.oh, geo.ow), f"the avg_pool2d output for input_shape={shape}")
+    grad_x = np.empty(shape, dtype=grad_out.dtype)
+    _pool_planes("avg_pool2d_backward", (grad_out, grad_x),
+                 (*geo.window[:5], geo.pb, geo.pl, geo.pr, count_include_pad))
+    return grad_x
