@@ -33,6 +33,7 @@ from setuptools.command.build_ext import build_ext
 
 KERNELS = ["_gemm", "_conv", "_pool", "_elementwise"]
 GEMM_C = ["cc_gemm.c", "cc_avx2.c", "cc_avx512.c"]   # convcore/_kernels/gemm/: hand-written, not generated
+PARALLEL_C = ["convcore/_kernels/gemm/cc_parallel.c", "convcore/_kernels/gemm/cc_parallel.h"]   # the native worker pool
 
 _OPENMP_PROBE = r"""
 #include <omp.h>
@@ -133,6 +134,8 @@ def _extensions():
     exts = []
     for name in KERNELS:
         sources, include, macros = [f"convcore/_kernels/{name}.pyx"], ["convcore/_kernels"], []
+        if name == "_conv":
+            sources += ["convcore/_kernels/gemm/cc_parallel.c"]   # the native worker pool (hand-written C)
         if name == "_gemm":
             sources += [f"{gemm_dir}/{c}" for c in GEMM_C]
             if _flag("CONVCORE_SIMDE"):
@@ -142,7 +145,8 @@ def _extensions():
                 macros.append(("CC_AVX512_SIMDE", "1"))
                 print("convcore: CONVCORE_SIMDE=1, AVX-512 kernels built on SIMDe's emulation (test build)")
         exts.append(Extension(f"convcore._kernels.{name}", sources, include_dirs=include, define_macros=macros,
-                              depends=headers + [f"{gemm_dir}/{c}" for c in GEMM_C]))
+                              depends=headers + [f"{gemm_dir}/{c}" for c in GEMM_C] + PARALLEL_C,
+                              libraries=["pthread"] if name == "_conv" and os.name == "posix" else []))
     return cythonize(
         exts,
         compiler_directives=directives,

@@ -1,7 +1,7 @@
 """pytest-benchmark suite: ``pytest benchmarks/ --benchmark-only`` (not part of the default test run).
 
 The cases are ``convcore._suite``'s, the same as ``convcore bench``'s; each case is one benchmark
-group (``conv L2 fwd``, ...) holding its contenders (cython, numpy, torch), so pytest-benchmark's
+group (``conv L2 fwd``, ...) holding its contenders (cython, numpy, torch, onnxruntime), so pytest-benchmark's
 group tables and ``--benchmark-compare`` put them side by side. Environment variables:
 
   CONVCORE_BENCH_CASES=L1,A,lenet   shapes to run (also conv, pool; default: all)

@@ -8,7 +8,7 @@ import pytest
 
 from convcore import _suite, bench
 
-CONTENDERS = ("cython", "numpy", "torch")
+CONTENDERS = ("cython", "numpy", "torch", "onnxruntime")
 SMOKE = os.environ.get("CONVCORE_BENCH_SMOKE") == "1"
 SPECS = _suite.specs(_suite.parse_groups(os.environ.get("CONVCORE_BENCH_CASES")), smoke=SMOKE)
 
@@ -67,4 +67,9 @@ def test_pool(benchmark, spec, contender):
 
 @pytest.mark.parametrize(("spec", "contender"), _params("step"))
 def test_lenet_step(benchmark, spec, contender):
+    _run(benchmark, spec, contender)
+
+
+@pytest.mark.parametrize(("spec", "contender"), _params("infer"))
+def test_inference(benchmark, spec, contender):
     _run(benchmark, spec, contender)

@@ -65,7 +65,23 @@ LENET_BATCH, LENET_SMOKE_BATCH = 64, 2
 CONV_OPS = ("fwd", "grad_input", "grad_weight")
 POOL_OPS = ("fwd", "bwd")
 STEP_OPS = ("full", "frozen", "predict")
-GROUPS = (*CONV_SHAPES, *POOL_SHAPES, "lenet")
+# Inference (issue 14): ``predict`` on a model, name: (model, batch, image side); the smoke twin
+# keeps the model and shrinks batch and image. ResNet-18's batch throughput is measured at 8 images
+# of 224x224 (64 would take ~1 s per call on 2 cores and minutes per case).
+INFER_CASES = {
+    "lenet-b1": ("lenet", 1, 28),
+    "lenet-b64": ("lenet", 64, 28),
+    "resnet18-b1": ("resnet18", 1, 224),
+    "resnet18-b8": ("resnet18", 8, 224),
+}
+INFER_SMOKE = {
+    "lenet-b1": ("lenet", 1, 28),
+    "lenet-b64": ("lenet", 2, 28),
+    "resnet18-b1": ("resnet18", 1, 32),
+    "resnet18-b8": ("resnet18", 2, 32),
+}
+INFER_OPS = tuple(INFER_CASES)
+GROUPS = (*CONV_SHAPES, *POOL_SHAPES, "lenet", "infer")
 GEMM_BOUND = ("L2", "V1", "R1", "P1")   # issue 13: their forwards should reach >= 75% of the FMA peak
 ALIASES = {"conv": tuple(CONV_SHAPES), "pool": tuple(POOL_SHAPES), "all": GROUPS}
 
@@ -126,6 +142,8 @@ class Spec:
             return _conv_case(self, tm, ort)
         if self.kind == "pool":
             return _pool_case(self, tm)
+        if self.kind == "infer":
+            return _infer_case(self, tm, ort)
         return _step_case(self, tm)
 
 
@@ -140,6 +158,8 @@ def specs(groups=None, smoke: bool = False) -> list[Spec]:
             out += [Spec("conv", g, op, smoke) for op in CONV_OPS]
         elif g in POOL_SHAPES:
             out += [Spec("pool", g, op, smoke) for op in POOL_OPS]
+        elif g == "infer":
+            out += [Spec("infer", g, op, smoke) for op in INFER_OPS]
         else:
             out += [Spec("step", g, op, smoke) for op in STEP_OPS]
     return out
@@ -154,6 +174,11 @@ def describe(group: str, smoke: bool = False) -> str:
     if group in POOL_SHAPES:
         n, c, h, w, k, s, p = (POOL_SMOKE if smoke else POOL_SHAPES)[group]
         return f"max pool {k}x{k}/{s}{f' pad {p}' if p else ''} on N={n} C={c} {h}x{w}"
+    if group == "infer":
+        cases = INFER_SMOKE if smoke else INFER_CASES
+        sizes = ", ".join(f"{op} at {side}x{side}" for op, (_, _, side) in cases.items())
+        return ("inference (float32, eval): convcore.predict / torch eval under no_grad / onnxruntime on "
+                f"convcore.onnx.export of the same weights; {sizes}")
     batch = LENET_SMOKE_BATCH if smoke else LENET_BATCH
     return (f"LeNet step, batch {batch} of 1x28x28: conv5x5x32 p2-ReLU-maxpool2-conv5x5x64 p2-ReLU-maxpool2-"
             "fc128-ReLU-dropout-fc10, SGD momentum 0.9 (full / convs frozen / inference)")
@@ -167,6 +192,7 @@ class Case:
     ceilings: dict[str, Callable] = field(default_factory=dict)   # GEMM-ceiling variant -> run once
     flops: float = 0.0    # per call (convolutions), 0 when not meaningful
     nbytes: float = 0.0   # minimum memory traffic per call (pools), 0 when not meaningful
+    images: int = 0       # images per call (inference), 0 when not meaningful
 
     @property
     def name(self) -> str:
@@ -405,6 +431,135 @@ def _step_case(spec: Spec, torch) -> Case:
             tloss(tm(tx), ty).backward()
             topt.step()
             return None
+
+        case.runners["torch"] = theirs
+    return case
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference (issue 14)
+
+
+def _torch_resnet18(torch, num_classes: int):
+    """torchvision's ResNet-18 layout (same module names, hence state_dict keys), without needing
+    torchvision."""
+    tnn = torch.nn
+
+    class Block(tnn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(cout)
+            self.relu = tnn.ReLU(inplace=True)
+            self.conv2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return self.relu(out + identity)
+
+    class ResNet18(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            self.bn1 = tnn.BatchNorm2d(64)
+            self.relu = tnn.ReLU(inplace=True)
+            self.maxpool = tnn.MaxPool2d(3, 2, 1)
+            cin = 64
+            for i, planes in enumerate((64, 128, 256, 512)):
+                stride = 1 if i == 0 else 2
+                setattr(self, f"layer{i + 1}", tnn.Sequential(Block(cin, planes, stride), Block(planes, planes, 1)))
+                cin = planes
+            self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
+            self.fc = tnn.Linear(512, num_classes)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    return ResNet18()
+
+
+def _torch_lenet(torch):
+    tnn = torch.nn
+    return tnn.Sequential(tnn.Conv2d(1, 32, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
+                          tnn.Conv2d(32, 64, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
+                          tnn.Linear(3136, 128), tnn.ReLU(), tnn.Dropout(0.5), tnn.Linear(128, 10))
+
+
+def _randomize_batchnorm(model, rng) -> None:
+    """Non-trivial running statistics and affine parameters (a trained network's, not the identity)."""
+    from convcore import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.set_buffer("running_mean", rng.normal(0, 0.1, c).astype(np.float32))
+            m.set_buffer("running_var", rng.uniform(0.5, 1.5, c).astype(np.float32))
+            m.weight.data = rng.uniform(0.5, 1.5, c).astype(np.float32)
+            m.bias.data = rng.normal(0, 0.1, c).astype(np.float32)
+
+
+def _ort_model(model, x) -> Callable:
+    """onnxruntime running ``convcore.onnx.export`` of ``model``, convcore's thread count."""
+    import io
+
+    import onnxruntime
+
+    import convcore
+    import convcore.onnx
+
+    buf = io.BytesIO()
+    convcore.onnx.export(model, buf, x)
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = convcore.get_num_threads()
+    opts.inter_op_num_threads = 1
+    sess = onnxruntime.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    feed = {name: x}
+    return lambda: sess.run(None, feed)[0]
+
+
+def _infer_case(spec: Spec, torch, ort: bool = True) -> Case:
+    """``convcore.predict`` on LeNet or ResNet-18 (eval mode, float32), the same weights in torch
+    (eval, ``no_grad``) and in onnxruntime."""
+    import convcore
+    from convcore import models
+
+    kind, n, side = (INFER_SMOKE if spec.smoke else INFER_CASES)[spec.op]
+    rng = np.random.default_rng(0)
+    if kind == "lenet":
+        model = models.lenet(rng=0)
+        x = rng.random((n, 1, side, side), dtype=np.float32)
+    else:
+        model = models.resnet18(rng=0)
+        _randomize_batchnorm(model, rng)
+        x = rng.standard_normal((n, 3, side, side), dtype=np.float32)
+    model.eval()
+
+    def ours():
+        return convcore.predict(model, x, batch_size=n)
+
+    case = Case(spec, describe("infer", spec.smoke), {"cython": _with_backend("cython", ours)}, images=n)
+    if spec.smoke or kind == "lenet":   # the numpy backend on ResNet-18 at 224x224 takes seconds per call
+        case.runners["numpy"] = _with_backend("numpy", ours)
+    if ort and onnxruntime_version() is not None:
+        case.runners["onnxruntime"] = _ort_model(model, x)
+    if torch is not None:
+        tm = _torch_lenet(torch) if kind == "lenet" else _torch_resnet18(torch, 1000)
+        tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+        tm.eval()
+        tx = torch.from_numpy(x)
+
+        def theirs():
+            with torch.no_grad():
+                return tm(tx)
 
         case.runners["torch"] = theirs
     return case

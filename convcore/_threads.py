@@ -84,3 +84,17 @@ def run_blocks(kernel, split, args, nthreads: int, elements: int, blocks: int) -
     finally:
         rest = [f.result() for f in futures]  # never leave a worker writing after we return
     return first + [r for part in rest for r in part]
+
+
+def run_tasks(fn, tasks: list) -> list:
+    """``[fn(*t) for t in tasks]``, one task per thread (the caller's thread runs the first);
+    returns the results in task order. The caller sizes ``tasks`` to the threads it wants."""
+    if len(tasks) <= 1:
+        return [fn(*t) for t in tasks]
+    pool = _workers(len(tasks) - 1)
+    futures = [pool.submit(fn, *t) for t in tasks[1:]]
+    try:
+        first = fn(*tasks[0])
+    finally:
+        rest = [f.result() for f in futures]  # never leave a worker writing after we return
+    return [first, *rest]

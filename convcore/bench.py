@@ -1,7 +1,8 @@
 """Benchmark convcore's kernels side by side: cython vs numpy backend (vs torch when installed), interleaved, medians.
 
 Method. The cases are ``convcore._suite``'s (conv shapes L1 L2 V1 R1 P1 S1 x forward / input
-gradient / weight gradient, max-pool shapes A B C x forward / backward, the LeNet training step).
+gradient / weight gradient, max-pool shapes A B C x forward / backward, the LeNet training step,
+inference with ``predict`` on LeNet and ResNet-18).
 Within a case every contender gets the same warm-up call, then the contenders take turns, round
 after round, rotating their order (A B C, B C A, ...), so machine noise hits all of them alike. A
 turn puts its contender in the steady state a user calling only it would see, then times
@@ -26,14 +27,16 @@ CPU supports, when the machine is loaded or its cores do not scale.
 
 Columns, per case:
   cython / numpy / torch ms   median milliseconds per call (torch with the same thread count)
-  ort ms       onnxruntime (MLAS), convolution forwards only, when installed: one Conv node built
-               with onnx.helper, the same thread count
+  ort ms       onnxruntime (MLAS), when installed, the same thread count: for convolution forwards
+               one Conv node built with onnx.helper; for inference cases the whole model exported
+               with ``convcore.onnx.export`` (same weights)
   GEMM ms      the GEMM ceiling, measured in the same rounds: numpy's matmul doing the call's
                multiply-adds on preallocated operands, the faster of per image (W[F,CKK] @
                cols_n[CKK,OH*OW] for each image n, and the analogous products for the gradients)
                and batched (all N*OH*OW columns in one matmul); see ``convcore._suite``
-  rate         cython's GFLOP/s for convolutions (2*N*F*C*KH*KW*OH*OW flops per call) or GB/s for
-               pools (minimum traffic: input, output and int64 indices read or written once)
+  rate         cython's GFLOP/s for convolutions (2*N*F*C*KH*KW*OH*OW flops per call), GB/s for
+               pools (minimum traffic: input, output and int64 indices read or written once), or
+               images/s for inference cases (``predict`` on LeNet and ResNet-18, batch 1 and more)
   cy/np        speed-up of the cython backend over the numpy backend (numpy time / cython time)
   torch/cy     torch time / cython time (> 1: convcore is faster)
   ort/cy       onnxruntime time / cython time
@@ -81,7 +84,13 @@ TARGETS = {
     "lenet_full": ("LeNet full step: convcore time / torch time", "<=", 0.8, "x", 1),
     "lenet_frozen": ("LeNet, convs frozen: convcore / torch", "<=", 0.8, "x", 1),
     "lenet_predict": ("LeNet inference (predict): convcore / torch", "<=", 0.8, "x", 1),
-    "conv_fwd_ort_geomean": ("conv forwards: geomean onnxruntime / convcore", None, None, "x", 6),
+    "conv_fwd_ort_geomean": ("conv forwards: geomean onnxruntime / convcore", ">=", 1.0, "x", 6),
+    # Issue 14's targets (inference, convcore.predict): convcore time / contender time.
+    "infer_lenet_b64_ort": ("LeNet predict batch 64: convcore / onnxruntime", "<=", 1.0, "x", 1),
+    "infer_lenet_b1_ort": ("LeNet predict batch 1: convcore / onnxruntime", "<=", 2.0, "x", 1),
+    "infer_lenet_b1_torch": ("LeNet predict batch 1: convcore / torch", "<=", 0.5, "x", 1),
+    "infer_resnet18_b1_ort": ("ResNet-18 224x224 batch 1: convcore / onnxruntime", "<=", 1.2, "x", 1),
+    "infer_resnet18_b8_ort": ("ResNet-18 224x224 batch 8: convcore / onnxruntime", None, None, "x", 1),
     "gemm_bound_min_pct": ("conv L2 V1 R1 P1: worst % of numpy's GEMM", None, None, "%", 12),
     "pool_fwd_torch_geomean": ("max pool fwd: geomean torch / convcore", None, None, "x", 3),
     "pool_bwd_torch_geomean": ("max pool bwd: geomean torch / convcore", None, None, "x", 3),
@@ -96,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"a subset ({', '.join(QUICK)}), 3 rounds: under a minute on an idle machine%(default).0s")
     parser.add_argument("--cases", default=None, metavar="LIST",
-                        help="comma-separated: L1,L2,V1,R1,P1,S1,A,B,C,lenet (or conv, pool, all, smoke)%(default).0s")
+                        help="comma-separated: L1,L2,V1,R1,P1,S1,A,B,C,lenet,infer (or conv, pool, all, smoke)%(default).0s")
     parser.add_argument("--smoke", action="store_true",
                         help="the tiny smoke variant of every case (checks the harness, not speed)%(default).0s")
     parser.add_argument("--repeat", type=int, default=None, metavar="R",
@@ -423,9 +432,11 @@ def run_case(case, repeat: int, scaling_controller=None, scaling: bool = False, 
             result["gflops"]["gemm"] = case.flops / (result["gemm_ms"] * 1e-3) / 1e9
     if case.nbytes:
         result["gbytes_per_s"] = {c: case.nbytes / (med[c] * 1e-3) / 1e9 for c in case.runners}
-    result["memory"] = {c: _memory(case.runners[c]) for c in ("cython", "numpy")}
+    if case.images:
+        result["images_per_s"] = {c: case.images / (med[c] * 1e-3) for c in case.runners}
+    result["memory"] = {c: _memory(case.runners[c]) for c in ("cython", "numpy") if c in case.runners}
     result["foreign_cpu"] = monitor.foreign(before, after, cores) if monitor else None
-    result["ratios"] = {"cython_over_numpy": med["numpy"] / cy}
+    result["ratios"] = {"cython_over_numpy": med["numpy"] / cy} if "numpy" in med else {}
     if "torch" in med:
         result["ratios"]["torch_over_cython"] = med["torch"] / cy
     if "onnxruntime" in med:
@@ -459,6 +470,8 @@ def _row(r: dict, scaling: bool) -> str:
     m, q = r["median_ms"], r["ratios"]
     if "gflops" in r:
         rate = f"{r['gflops']['cython']:.0f} GF/s"
+    elif "images_per_s" in r:
+        rate = f"{r['images_per_s']['cython']:.0f} img/s"
     elif "gbytes_per_s" in r:
         rate = f"{r['gbytes_per_s']['cython']:.1f} GB/s"
     else:
@@ -469,8 +482,9 @@ def _row(r: dict, scaling: bool) -> str:
     peak = f"{q['pct_peak']:.0f}%" if "pct_peak" in q else ""
     gemm = _ms(r["gemm_ms"]) if "gemm_ms" in r else ""
     ort = _ms(m["onnxruntime"]) if "onnxruntime" in m else ""
-    cells = (f"  {r['op']:<12}{_ms(m['cython']):>10}{_ms(m['numpy']):>10}{_ms(m.get('torch')):>10}{ort:>9}"
-             f"{gemm:>9}{rate:>11}{peak:>7}{q['cython_over_numpy']:>7.2f}x{torch_cy:>9}{ort_cy:>7}{pct:>7}"
+    cy_np = f"{q['cython_over_numpy']:>7.2f}x" if "cython_over_numpy" in q else f"{'-':>8}"
+    cells = (f"  {r['op']:<12}{_ms(m['cython']):>10}{_ms(m.get('numpy')):>10}{_ms(m.get('torch')):>10}{ort:>9}"
+             f"{gemm:>9}{rate:>11}{peak:>7}{cy_np}{torch_cy:>9}{ort_cy:>7}{pct:>7}"
              f"{r['memory']['cython']['work_mib']:>9.1f}")
     if scaling:
         cells += f"{q['thread_gain']:>9.2f}x"
@@ -512,6 +526,13 @@ def summarize(results: list[dict]) -> list[dict]:
         sp = [r["ratios"]["cython_over_numpy"] for r in conv + pools]
         values["cython_numpy_geomean"] = (_geomean(sp), len(sp))
     for r in results:
+        if r["kind"] != "infer":
+            continue
+        name = r["op"].replace("-", "_")
+        for contender, short in (("onnxruntime", "ort"), ("torch", "torch")):
+            if contender in r["median_ms"] and f"infer_{name}_{short}" in TARGETS:
+                values[f"infer_{name}_{short}"] = (r["median_ms"]["cython"] / r["median_ms"][contender], 1)
+    for r in results:
         if r["kind"] == "step" and "torch_over_cython" in r["ratios"]:
             values[f"lenet_{r['op']}"] = (1.0 / r["ratios"]["torch_over_cython"], 1)
     v1 = [r["memory"]["cython"]["work_mib"] for r in conv if r["group"] == "V1"]
@@ -541,7 +562,8 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def _summary_lines(summary: list[dict]) -> list[str]:
-    lines = ["summary: issue 13 targets (medians of this run; torch / convcore > 1 means convcore is faster)"]
+    lines = ["summary: issue 13 targets and issue 14's inference targets (medians of this run; torch / convcore "
+             "> 1 means convcore is faster; inference rows are convcore time / contender time, < 1 is faster)"]
     for s in summary:
         if s["cmp"] is None:
             verdict = "(reported)"
@@ -562,7 +584,7 @@ def _plot(results: list[dict], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["case"] for r in results]
-    vs_numpy = [r["ratios"]["cython_over_numpy"] for r in results]
+    vs_numpy = [r["ratios"].get("cython_over_numpy", float("nan")) for r in results]
     vs_torch = [r["ratios"].get("torch_over_cython", float("nan")) for r in results]
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(names) + 1.8))
     y = list(range(len(names)))
@@ -571,7 +593,7 @@ def _plot(results: list[dict], path: str, title: str) -> None:
         ax.barh([i + 0.2 for i in y], vs_torch, 0.4, label="torch time / cython time")
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
-    finite = [v for v in vs_numpy + vs_torch if v > 0 and math.isfinite(v)]
+    finite = [v for v in vs_numpy + vs_torch if math.isfinite(v) and v > 0]
     ticks = [2.0**k for k in range(-6, 9) if min(finite) / 2 <= 2.0**k <= max(finite) * 2]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()

@@ -167,7 +167,7 @@ class ResNet(nn.Module):
             for m in self.modules():
                 last = getattr(m, "bn3", None) if isinstance(m, Bottleneck) else getattr(m, "bn2", None)
                 if isinstance(m, (BasicBlock, Bottleneck)) and last is not None:
-                    last.weight.data[...] = 0
+                    last.weight.data = np.zeros_like(last.weight.data)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

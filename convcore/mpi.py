@@ -37,6 +37,7 @@ class DataParallel:
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         for p in model.parameters():
             self.comm.Bcast(p.data, root=root)
+            p.mark_changed()
         self._sync_buffers(average=False, root=root)
         for i, m in enumerate(mod for mod in model.modules() if isinstance(mod, Dropout)):
             object.__setattr__(m, "_rng", np.random.default_rng([seed, self.rank, i]))
@@ -47,7 +48,7 @@ class DataParallel:
     def _sync_buffers(self, average: bool, root: int = 0) -> None:
         for m in self.model.modules():
             for name, b in list(m._buffers.items()):
-                b = np.ascontiguousarray(b)
+                b = np.array(b, order="C")   # a new array: inference caches key on buffer identity
                 if average and np.issubdtype(b.dtype, np.floating):
                     out = np.empty_like(b)
                     self.comm.Allreduce(b, out, op=MPI.SUM)

@@ -45,6 +45,7 @@ from ._random import resolve_rng
 from ._validation import check_bool, check_choice, check_float_input, check_int, check_number
 from .data import EpochOrder
 from .nn import Dropout, Module
+from .nn._inference import predict_batch
 from .nn.loss import CrossEntropyLoss, NLLLoss, _Loss
 
 
@@ -596,8 +597,9 @@ def fit(model: Module, loss, optimizer, x, y=None, epochs: int = 1, batch_size: 
 def _predict_batches(model, batches):
     # forced_eval, not model.eval(): flipping the shared flags would race with other threads
     # predicting with the same model (their dropout would switch on mid-pass).
+    # A traced plan of the forward where one applies (nn._inference).
     with forced_eval(), no_grad():
-        return [model(xb) for xb in batches]
+        return [predict_batch(model, xb) for xb in batches]
 
 
 def _x_batches(x, batch_size, what):

@@ -49,14 +49,20 @@ def test_convcore_bench_smoke(tmp_path, capsys):
         assert r["median_ms"]["cython"] > 0 and r["ratios"]["thread_gain"] > 0
         assert r["memory"]["cython"]["work_mib"] >= 0 and r["memory"]["numpy"]["peak_mib"] >= 0
         assert ("torch" in r["median_ms"]) == HAS_TORCH
-        assert ("onnxruntime" in r["median_ms"]) == (has_ort and r["kind"] == "conv" and r["op"] == "fwd")
+        assert ("onnxruntime" in r["median_ms"]) == (has_ort and (r["kind"] == "infer" or
+                                                               r["kind"] == "conv" and r["op"] == "fwd"))
+        if r["kind"] == "infer":
+            assert r["images_per_s"]["cython"] > 0
         if r["kind"] == "conv":
             assert r["gemm_variant"] in ("batched", "per-image") and r["gflops"]["cython"] > 0
             assert len(r["samples_ms"]["gemm batched"]) == len(r["samples_ms"]["gemm per-image"]) == bench._BLOCK
     keys = {s["key"] for s in data["summary"]}
     assert {"cython_numpy_geomean", "gemm_bound_min_pct", "gemm_bound_fwd_min_peak", "v1_work_mib", "thread_gain"} <= keys
     if HAS_TORCH:
-        assert {"conv_torch_geomean", "pool_fwd_torch_geomean", "pool_bwd_torch_geomean", "lenet_full"} <= keys
+        assert {"conv_torch_geomean", "pool_fwd_torch_geomean", "pool_bwd_torch_geomean", "lenet_full",
+                "infer_lenet_b1_torch"} <= keys
+    if has_ort:
+        assert {"infer_lenet_b64_ort", "infer_lenet_b1_ort", "infer_resnet18_b1_ort"} <= keys
     assert all(s["smoke"] for s in data["summary"])
     if HAS_MPL:
         assert png.stat().st_size > 1000
@@ -81,7 +87,8 @@ def test_case_selection():
     names = [s.name for s in _suite.specs(["V1", "lenet"])]
     assert names == ["conv V1 fwd", "conv V1 grad_input", "conv V1 grad_weight",
                      "lenet full", "lenet frozen", "lenet predict"]
-    assert len(_suite.specs()) == 18 + 6 + 3
+    assert len(_suite.specs()) == 18 + 6 + 3 + 4
+    assert [s.op for s in _suite.specs(["infer"])] == ["lenet-b1", "lenet-b64", "resnet18-b1", "resnet18-b8"]
 
 
 def test_lenet_case_skips_cleanly_without_the_layer_api():

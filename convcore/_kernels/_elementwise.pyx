@@ -22,3 +22,31 @@ def relu_backward(const floating[::1] grad, const floating[::1] y, floating[::1]
     with nogil:
         for i in range(grad.shape[0]):
             out[i] = grad[i] * (1 if y[i] > 0 else 0)
+
+
+def channel_affine(const floating[:, ::1] x,      # IN  (planes, P): planes of an (N, C, ...) array
+                   const floating[::1] mean,      # IN  (C,)
+                   const floating[::1] inv_std,   # IN  (C,)
+                   const floating[::1] weight,    # IN  (C,) or None
+                   const floating[::1] bias,      # IN  (C,) or None (with weight)
+                   floating[:, ::1] out,          # OUT (planes, P)
+                   Py_ssize_t C, Py_ssize_t plane0, int act):
+    """out[p] = act(((x[p] - mean[c]) * inv_std[c]) * weight[c] + bias[c]), c = (plane0 + p) % C:
+    batch norm in eval mode in one pass, rounding as its numpy expression does (act 1: ReLU)."""
+    cdef Py_ssize_t p, i, c, P = x.shape[1]
+    cdef floating m, s, a, b, v
+    cdef bint affine = weight is not None
+    with nogil:
+        for p in range(x.shape[0]):
+            c = (plane0 + p) % C
+            m = mean[c]
+            s = inv_std[c]
+            a = weight[c] if affine else 1
+            b = bias[c] if affine else 0
+            for i in range(P):
+                v = (x[p, i] - m) * s
+                if affine:
+                    v = v * a + b
+                if act == 1:
+                    v = 0 if v <= 0 else v
+                out[p, i] = v

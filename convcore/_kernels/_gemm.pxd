@@ -9,6 +9,7 @@ cdef extern from "gemm/cc_gemm.h" nogil:
 
 
 cdef const cc_gemm_desc* active() noexcept nogil
+cdef const cc_gemm_desc* desc_of(int level) noexcept nogil
 cdef Py_ssize_t packed_a_size(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t K) noexcept nogil
 cdef Py_ssize_t packed_b_size(const cc_gemm_desc* d) noexcept nogil
 cdef void pack_a(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda,

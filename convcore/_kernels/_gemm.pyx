@@ -44,6 +44,10 @@ cdef const cc_gemm_desc* active() noexcept nogil:
     return _active
 
 
+cdef const cc_gemm_desc* desc_of(int level) noexcept nogil:
+    return cc_gemm_desc_of(level)
+
+
 cdef Py_ssize_t packed_a_size(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t K) noexcept nogil:
     return cc_packed_a_size(d, M, K)
 
@@ -191,3 +195,93 @@ def _fma_worker(isa, long iters, start, done):
     with nogil:
         flops = cc_fma_loop(d, iters)
     done.append(flops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference entry points (``convcore.ops._infer``): weights packed once, by ``pack_a`` /
+# ``pack_b_panels`` below, for the descriptor of ISA ``level``, and reused by every later call
+# (the pack cache keys on the level, so a pack is only ever read by the micro-kernel it was made
+# for). Callers split the work over threads (ranges of rows or columns) and pass per-thread scratch.
+
+def level_of(str isa):
+    """CC_ISA_* of an ISA name."""
+    return LEVELS.index(isa)
+
+
+def packed_sizes(int level, Py_ssize_t M, Py_ssize_t K):
+    """(floats of A packed as M x K, floats of the B packing scratch) for ISA ``level``."""
+    cdef const cc_gemm_desc* d = cc_gemm_desc_of(level)
+    return cc_packed_a_size(d, M, K), cc_packed_b_size(d)
+
+
+def tile(int level):
+    """(MR, NR) of ISA ``level``'s micro-kernel."""
+    cdef const cc_gemm_desc* d = cc_gemm_desc_of(level)
+    return d.mr, d.nr
+
+
+def pack_a_stack(const float[:, :, ::1] a,   # IN  (S, M, K): S matrices
+                 float[::1] out,             # OUT S packed matrices, ``stride`` floats apart
+                 Py_ssize_t stride, int level):
+    """Pack each a[s] into MR-row panels (rows past M zero) for ISA ``level``."""
+    cdef const cc_gemm_desc* d = cc_gemm_desc_of(level)
+    cdef Py_ssize_t s
+    with nogil:
+        for s in range(a.shape[0]):
+            cc_pack_a(d, a.shape[1], a.shape[2], &a[s, 0, 0], a.shape[2], 0, &out[s * stride])
+
+
+def packed_b_panels_size(int level, Py_ssize_t K, Py_ssize_t N):
+    return cc_packed_b_all_size(cc_gemm_desc_of(level), K, N)
+
+
+def pack_b_panels(const float[:, ::1] bt,    # IN  (N, K): B given as its row-major transpose
+                  float[::1] out,            # OUT NR-column panels of K rows (packed_b_panels_size)
+                  int level):
+    """B (K x N) = bt.T packed once into NR-column panels (a Linear layer's weight W = bt)."""
+    with nogil:
+        cc_pack_b_all(cc_gemm_desc_of(level), bt.shape[1], bt.shape[0], &bt[0, 0], bt.shape[1], 1, &out[0])
+
+
+cdef void _bias_act_rows(float* c, Py_ssize_t ldc, Py_ssize_t rows, Py_ssize_t n, const float* bias, int act,
+                         float slope) noexcept nogil:
+    # c[r, :n] = act(c[r, :n] + bias): the same float32 operations as ``y += bias`` then ``relu(y)``
+    cdef Py_ssize_t r, i
+    cdef float v
+    cdef float* row
+    for r in range(rows):
+        row = c + r * ldc
+        if bias != NULL:
+            for i in range(n):
+                row[i] = row[i] + bias[i]
+        if act == 1:
+            for i in range(n):
+                v = row[i]
+                row[i] = 0 if v <= 0 else v
+        elif act == 2:
+            for i in range(n):
+                v = row[i]
+                row[i] = v * slope if v <= 0 else v
+
+
+def linear_packed(const float[:, ::1] x,      # IN  (M, K)
+                  const float[::1] bpack,     # IN  W^T packed by pack_b_panels (all N columns)
+                  const float[::1] bias,      # IN  (N,) or None
+                  float[:, ::1] out,          # OUT (M, N): rows [m0, m1) written
+                  float[::1] apack,           # scratch: packed_sizes(level, m1 - m0, K)[0] floats
+                  Py_ssize_t m0, Py_ssize_t m1, int level, int act, float slope):
+    """out[m0:m1] = act(x[m0:m1] @ W^T + bias) on one thread, W packed once. Every output is the
+    same sum, in the same order, as ``sgemm`` computes it (then ``+ bias``): the bits of the
+    training path's ``matmul(x, W.T) + bias``. One row (batch 1) runs the micro-kernel's 4-row
+    edge tile over W^T's panels: a GEMV reading the weight once."""
+    cdef const cc_gemm_desc* d = cc_gemm_desc_of(level)
+    cdef Py_ssize_t K = x.shape[1], N = out.shape[1], M = m1 - m0
+    cdef const float* b = NULL
+    if bias is not None:
+        b = &bias[0]
+    if M <= 0:
+        return
+    with nogil:
+        cc_pack_a(d, M, K, &x[m0, 0], K, 0, &apack[0])
+        cc_sgemm_prepacked(d, M, N, K, &apack[0], &bpack[0], K, 0, &out[m0, 0], N, 0)
+        _bias_act_rows(&out[m0, 0], N, M, N, b, act, slope)

@@ -55,7 +55,18 @@ cdef inline void _max_pool_window(const floating* img, Py_ssize_t H, Py_ssize_t 
                 top = val
                 best = iy * W + ix
     out[0] = top
-    idx[0] = best
+    if idx != NULL:
+        idx[0] = best
+
+
+cdef inline void _max_vals(const floating* src, Py_ssize_t sw, Py_ssize_t nb, floating* top) noexcept nogil:
+    # _max_taps without the tap numbers (inference: values only).
+    cdef Py_ssize_t j
+    cdef floating val, cur
+    for j in range(nb):
+        val = src[j * sw]
+        cur = top[j]
+        top[j] = val if (val > cur) | (val != val) else cur
 
 
 cdef inline void _max_taps(const floating* src, Py_ssize_t sw, Py_ssize_t nb, int t,
@@ -108,14 +119,14 @@ cdef inline void _max_pool_plane(const floating* img, floating* out, int64_t* id
         _tap_range(iy0, dh, H, kh, &ki0, &ki1)
         for ox in range(lo):
             _max_pool_window(img, H, W, iy0, ki0, ki1, dh, ox * sw - pl, kw, dw, out + oy * ow + ox,
-                             idx + oy * ow + ox)
+                             NULL if idx == NULL else idx + oy * ow + ox)
         for ox in range(hi, ow):
             _max_pool_window(img, H, W, iy0, ki0, ki1, dh, ox * sw - pl, kw, dw, out + oy * ow + ox,
-                             idx + oy * ow + ox)
+                             NULL if idx == NULL else idx + oy * ow + ox)
         if ki0 == ki1:  # the whole row of windows lies in padding
             for ox in range(lo, hi):
                 _max_pool_window(img, H, W, iy0, ki0, ki1, dh, ox * sw - pl, kw, dw,
-                                 out + oy * ow + ox, idx + oy * ow + ox)
+                                 out + oy * ow + ox, NULL if idx == NULL else idx + oy * ow + ox)
             continue
         ox0 = lo
         while ox0 < hi:
@@ -127,7 +138,14 @@ cdef inline void _max_pool_plane(const floating* img, floating* out, int64_t* id
                 for kj in range(kw):
                     t = ki * kw + kj
                     src = img + (iy0 + ki * dh) * W + ox0 * sw + kj * dw - pl
-                    if sw == 2:  # the common 2x2/2 and 3x3/2 pools: a constant stride vectorizes
+                    if idx == NULL:   # values only
+                        if sw == 2:
+                            _max_vals(src, 2, nb, top)
+                        elif sw == 1:
+                            _max_vals(src, 1, nb, top)
+                        else:
+                            _max_vals(src, sw, nb, top)
+                    elif sw == 2:  # the common 2x2/2 and 3x3/2 pools: a constant stride vectorizes
                         _max_taps(src, 2, nb, <int>t, top, tap)
                     elif sw == 1:
                         _max_taps(src, 1, nb, <int>t, top, tap)
@@ -135,7 +153,9 @@ cdef inline void _max_pool_plane(const floating* img, floating* out, int64_t* id
                         _max_taps(src, sw, nb, <int>t, top, tap)
             for j in range(nb):
                 out[oy * ow + ox0 + j] = top[j]
-                idx[oy * ow + ox0 + j] = iy0 * W + (ox0 + j) * sw - pl + tap_offset[tap[j]]
+            if idx != NULL:
+                for j in range(nb):
+                    idx[oy * ow + ox0 + j] = iy0 * W + (ox0 + j) * sw - pl + tap_offset[tap[j]]
             ox0 += BLOCK
 
 
@@ -154,6 +174,21 @@ def max_pool2d(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
             c = plane - n * C
             _max_pool_plane(&x[n, c, 0, 0], &out[n, c, 0, 0], &indices[n, c, 0, 0], H, W,
                             kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
+
+
+def max_pool2d_values(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
+                      floating[:, :, :, ::1] out,        # OUT (N, C, OH, OW)
+                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+                      Py_ssize_t oh, Py_ssize_t ow):
+    """Max pooling forward, the window maxima only (inference: no indices written)."""
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t plane, n, c
+    with nogil:
+        for plane in range(x.shape[0] * C):
+            n = plane // C
+            c = plane - n * C
+            _max_pool_plane(&x[n, c, 0, 0], &out[n, c, 0, 0], NULL, H, W, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow)
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] grad_out,   # IN  (N, C, OH, OW)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from .._grad_mode import is_grad_enabled
+from . import _inference
 from .module import Module
 
 
@@ -97,6 +99,8 @@ class Sequential(Module):
         self._renumber(layers)
 
     def forward(self, x):
+        if not is_grad_enabled():   # inference: the same chain, conv/bn/activation runs fused
+            return _inference.run_chain(list(self._modules.values()), x)
         for layer in self._modules.values():
             if isinstance(x, tuple):
                 x = layer(*x) if getattr(layer, "_merge", False) else layer(x[0])

@@ -37,6 +37,8 @@ def _array(tensor, what: str) -> np.ndarray:
 def _fill(tensor, values, what: str):
     data = _array(tensor, what)
     np.copyto(data, values, casting="unsafe")
+    if isinstance(tensor, Parameter):
+        tensor.mark_changed()
     return tensor
 
 

@@ -13,8 +13,10 @@ import numpy as np
 
 from .. import ops
 from .._random import resolve_rng
+from .._grad_mode import is_grad_enabled
 from .._validation import INDEX_LIMIT, MAX_WINDOW, check_choice, check_count, padding4, pair
-from . import _record
+from ..ops import pool as _pool
+from . import _inference, _record
 from .module import Module, Parameter, check_input, new_parameter_data
 
 
@@ -103,6 +105,10 @@ class _ConvNd(Module):
     def forward(self, x):
         check_input(x, "x", self, 4)
         _check_layer_dtype(self, x, self.weight.dtype)
+        if not is_grad_enabled():   # inference: packed weights, one image over the threads
+            y = _inference.conv2d(self, x)
+            if y is not None:
+                return y
         op = getattr(ops, self._op)
         y = op(x, self.weight.data, None if self.bias is None else self.bias.data, *self._geometry())
         self.save_for_backward(x)
@@ -284,6 +290,10 @@ class Linear(Module):
         if x.shape[1] != self.in_features:
             raise ValueError(f"Linear: expected input of shape (N, {self.in_features}); received {x.shape}")
         _check_layer_dtype(self, x, self.weight.dtype)
+        if not is_grad_enabled():   # inference: packed weight (or a GEMV for batch 1), bias in the store
+            y = _inference.linear(self, x)
+            if y is not None:
+                return y
         y = ops.matmul(x, self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data
@@ -321,6 +331,9 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         check_input(x, "x", self, 4)
+        if not is_grad_enabled() and not self.return_indices:   # inference: no indices needed
+            return _pool.max_pool2d_values(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                           self.ceil_mode)
         out, idx = ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
         self.save_for_backward(idx, x.shape)
         if self.return_indices:

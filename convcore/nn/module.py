@@ -49,15 +49,53 @@ def _primitive_backward(impl):
 
 class Parameter:
     """A trainable array: ``data``, its accumulated ``grad`` (None until a backward), and
-    ``requires_grad`` (False when frozen)."""
+    ``requires_grad`` (False when frozen).
 
-    __slots__ = ("data", "grad", "requires_grad", "_own")
+    ``version`` counts the changes of ``data``: assigning ``p.data = ...`` bumps it, and so do
+    convcore's own in-place writers (optimizer steps, ``load_state_dict``, ``astype``). Inference
+    caches derived from the values (weights packed for the GEMM's micro-kernel, batch norm folded
+    into a convolution) are keyed on it, so they are never used stale. **If you modify ``p.data``
+    in place yourself** (``p.data[...] = v``, ``p.data *= 2``), call ``p.mark_changed()`` afterwards.
+    """
+
+    __slots__ = ("_data", "grad", "requires_grad", "_own", "_version", "_packs")
 
     def __init__(self, data: np.ndarray, requires_grad: bool = True):
+        self._version = 0
+        self._packs = None   # inference caches of derived arrays (convcore.ops._packs), per version
         self.data = np.ascontiguousarray(data)
         self.grad: np.ndarray | None = None
         self.requires_grad = bool(requires_grad)
         self._own = None   # the gradient array this parameter allocated itself, safe to add into
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._data = value
+        self.mark_changed()
+
+    @property
+    def version(self) -> int:
+        """How many times ``data`` was assigned or marked changed (see the class docstring)."""
+        return self._version
+
+    def mark_changed(self) -> None:
+        """Declare that ``data`` changed in place: caches derived from it are dropped. Call it after
+        writing into ``p.data`` yourself; convcore's optimizers and loaders already do."""
+        self._version += 1
+        self._packs = None
+
+    def __getstate__(self):
+        # Caches are not state: a copy or a pickled model re-derives them.
+        return {"data": self._data, "grad": self.grad, "requires_grad": self.requires_grad, "_own": self._own}
+
+    def __setstate__(self, state):
+        self._version, self._packs = 0, None
+        self._data = state["data"]
+        self.grad, self.requires_grad, self._own = state["grad"], state["requires_grad"], state["_own"]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -197,6 +235,8 @@ class Module:
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_calls", None)
+        state.pop("_infer_calls", None)   # inference caches (nn._inference): rebuilt on demand
+        state.pop("_infer_plans", None)
         return state
 
     def __setstate__(self, state):

@@ -145,6 +145,7 @@ def vector_to_parameters(vec: np.ndarray, parameters) -> None:
     offset = 0
     for p in params:
         np.copyto(p.data, vec[offset : offset + p.size].reshape(p.shape), casting="same_kind")
+        p.mark_changed()
         offset += p.size
 
 

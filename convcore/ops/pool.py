@@ -8,11 +8,16 @@ from .. import _threads
 from .._backend import get_backend, get_num_threads, kernels
 from .._validation import Geometry, as_float_array, check_flag, expect_shape, geometry, input_shape4
 
+try:
+    from .._kernels import _pool as _kpool
+except ImportError:  # pragma: no cover - no compiled extension: the numpy backend runs
+    _kpool = None
+
 
 def _pool_planes(name: str, arrays, args) -> list:
     """Run pooling kernel ``name`` with its (n, c) planes split over convcore's threads (compiled
     backend; see ``_threads`` for why not OpenMP). ``arrays`` are all (N, C, ...) C-contiguous."""
-    kernel = getattr(kernels(), name)
+    kernel = _kpool.max_pool2d_values if name == "max_pool2d_values" else getattr(kernels(), name)
     if get_backend() != "cython":
         return [kernel(*arrays, *args)]
     planes = [a.reshape(a.shape[0] * a.shape[1], 1, *a.shape[2:]) for a in arrays]
@@ -66,6 +71,17 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     indices = np.empty(out.shape, dtype=np.int64)
     _pool_planes("max_pool2d", (x, out, indices), (*geo.window, geo.oh, geo.ow))
     return out, indices
+
+
+def max_pool2d_values(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> np.ndarray:
+    """``max_pool2d(...)[0]`` without computing the indices (inference): the same values."""
+    x = as_float_array(x, "x", 4)
+    geo = _pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    if get_backend() != "cython":
+        return max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)[0]
+    out = np.empty((geo.n, geo.c, geo.oh, geo.ow), dtype=x.dtype)
+    _pool_planes("max_pool2d_values", (x, out), (*geo.window, geo.oh, geo.ow))
+    return out
 
 
 def max_pool2d_backward(grad_out, indices, input_shape) -> np.ndarray:

@@ -157,10 +157,11 @@ class Optimizer:
                     if not p.data.flags.writeable:
                         raise ValueError(f"{type(self).__name__}: params[{i}].data is read-only; give the parameter a "
                                          "writeable array (p.data = p.data.copy())")
-                    staged.append((i, p.data, new, state))
+                    staged.append((i, p, new, state))
         with _interrupts_held():
-            for i, target, new, state in staged:   # nothing here raises: shapes and dtypes match
-                np.copyto(target, new)
+            for i, p, new, state in staged:   # nothing here raises: shapes and dtypes match
+                np.copyto(p.data, new)
+                p.mark_changed()   # inference caches derived from the values (packed weights) are dropped
                 if state:
                     self.state[i] = state
         return loss
