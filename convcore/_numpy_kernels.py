@@ -10,7 +10,7 @@ way a strong engineer would write it in NumPy alone:
 * max pooling: window view, one copy to (..., KH*KW), ``argmax``;
 * unfold_width (the width-only unfolding of stride-1 convolutions): the same window view along
   the width, one copy; its partial products are summed with one ``sum`` and one transpose copy;
-* ReLU: ``np.maximum`` and ``grad * (y > 0)`` into the output.
+* ReLU: ``np.maximum``, and the gradient where ``y > 0`` (0 elsewhere, also for an inf gradient).
 
 The compiled backend's fused float32 convolutions (unfolding or im2col per band feeding
 convcore's own GEMM) have no twin here: on this backend the same strategies run as the kernels
@@ -184,4 +184,5 @@ def relu(x, out):
 
 
 def relu_backward(grad, y, out):
-    np.multiply(grad, y > 0, out=out)
+    np.copyto(out, grad)
+    out[y <= 0] = 0      # a select, not grad * (y > 0): inf * 0 would be NaN

@@ -333,3 +333,17 @@ def test_need_based_backward_of_parameter_layers(make, shape, rng):
         assert model.backward(np.ones_like(y)) is None and calls == []   # a frozen first layer is not visited
     finally:
         type(layer).backward = real
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_gradient_with_infinite_upstream_as_torch(dtype):
+    """An inf (or NaN) upstream gradient at an inactive unit is 0 in torch, not inf * 0 = NaN;
+    a NaN input passes its gradient (issue 17). Through a model, so the layer path is covered."""
+    x = np.array([[-1.0, 2.0, -3.0, 0.0, np.nan, 4.0]], dtype)
+    g = np.array([[np.inf, np.inf, np.nan, -np.inf, 5.0, np.nan]], dtype)
+    model = nn.Sequential(nn.ReLU())
+    model(x)
+    ours = model.backward(g, need_input_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.relu(tx).backward(torch.tensor(g))
+    np.testing.assert_array_equal(ours, tx.grad.numpy())

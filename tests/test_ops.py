@@ -209,6 +209,28 @@ def test_matmul_any_layout(backend, dtype, rng):
             ops.matmul(a, a)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matmul_refuses_what_numpy_would_silently_promote(backend):
+    """int32 @ float32 would be float64 under numpy's @; bool, complex and float16 are refused too."""
+    f32 = np.ones((2, 3), np.float32)
+    with convcore.use_backend(backend):
+        for bad in [np.ones((2, 3), np.int32), np.ones((2, 3), bool), np.ones((2, 3), np.complex64),
+                    np.ones((2, 3), np.float16)]:
+            with pytest.raises(TypeError, match=r"matmul: a must have dtype float32 or float64"):
+                ops.matmul(bad, f32.T)
+            with pytest.raises(TypeError, match=r"matmul: b must have dtype float32 or float64"):
+                ops.matmul(f32, bad.T)
+        with pytest.raises(TypeError, match="b must have the same dtype as a"):
+            ops.matmul(f32, f32.T.astype(np.float64))
+        with pytest.raises(TypeError, match="numpy.ndarray"):
+            ops.matmul([[1.0]], f32)
+        with pytest.raises(ValueError, match="2-D"):
+            ops.matmul(np.ones(3, np.float32), f32.T)
+        with pytest.raises(ValueError, match=r"a.shape=\(2, 3\), b.shape=\(2, 3\)"):
+            ops.matmul(f32, f32)
+        assert ops.matmul(np.ones((0, 3), np.float32), f32.T).shape == (0, 2)
+
+
 def test_plan_chooses_where_each_strategy_wins():
     """The planner is a pure function of geometry, dtype, groups, ISA, pass and backend."""
     def geo(c, k, s, p, hw=14):
@@ -609,7 +631,12 @@ def test_relu_and_its_gradient(backend, dtype, rng):
         np.testing.assert_array_equal(y, np.maximum(x[:, :, ::-1], 0))
         y = ops.relu(x)
         assert y.dtype == dtype and np.isnan(y.flat[0]) and y.flat[1] == 0 and np.signbit(y.flat[1]) == 0
-        np.testing.assert_array_equal(ops.relu_backward(g, y), g * (y > 0))
+        # torch's threshold_backward: a select, so the NaN output at flat[0] passes its gradient
+        np.testing.assert_array_equal(ops.relu_backward(g, y), np.where(y <= 0, 0, g))
+        g_inf = np.full(x.shape, np.inf, dtype)                # inf at an inactive unit is 0, not NaN
+        got = ops.relu_backward(g_inf, y)
+        assert not np.isnan(got).any()
+        np.testing.assert_array_equal(got, np.where(y <= 0, 0, np.inf))
         assert ops.relu(np.zeros((0, 3), dtype)).shape == (0, 3)
         with pytest.raises(ValueError, match="grad_out"):
             ops.relu_backward(g[:1], y)

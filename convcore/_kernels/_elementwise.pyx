@@ -17,11 +17,13 @@ def relu(const floating[::1] x, floating[::1] out):
 
 
 def relu_backward(const floating[::1] grad, const floating[::1] y, floating[::1] out):
-    """out = grad * (y > 0), with ``y`` the forward's output (a NaN gradient stays NaN, as in NumPy)."""
+    """out = 0 where y <= 0, else grad, with ``y`` the forward's output: torch's threshold_backward.
+    A select, not a product, so an inf or NaN gradient at an inactive unit gives 0 (as torch), and a
+    NaN output (from a NaN input) passes its gradient through."""
     cdef Py_ssize_t i
     with nogil:
         for i in range(grad.shape[0]):
-            out[i] = grad[i] * (1 if y[i] > 0 else 0)
+            out[i] = 0 if y[i] <= 0 else grad[i]
 
 
 def channel_affine(const floating[:, ::1] x,      # IN  (planes, P): planes of an (N, C, ...) array

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _threads
 from .._backend import get_backend, get_num_threads, kernels
-from .._validation import FLOAT_DTYPES, expect_shape, same_dtype
+from .._validation import check_float_input, expect_shape, same_dtype
 
 
 def _elementwise(name: str, inputs, out: np.ndarray) -> np.ndarray:
@@ -21,23 +21,20 @@ def _elementwise(name: str, inputs, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _float_array(x, name: str) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray; received {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64; received {name}.dtype={x.dtype}")
-    return x
-
-
 def relu(x: np.ndarray) -> np.ndarray:
     """``max(x, 0)`` for a float array of any shape; NaN stays NaN (as ``torch.relu``)."""
-    x = _float_array(x, "x")
+    x = check_float_input(x, "x", "relu")
     return _elementwise("relu", [x], np.empty(x.shape, dtype=x.dtype))
 
 
 def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Gradient of ``relu`` given its output ``y``: ``grad_out * (y > 0)``."""
-    grad_out, y = _float_array(grad_out, "grad_out"), _float_array(y, "y")
+    """Gradient of ``relu`` given its output ``y``: ``grad_out`` where ``y > 0``, else 0.
+
+    As torch's ``threshold_backward``, a select rather than a product: an infinite or NaN
+    gradient at an inactive unit gives 0, not NaN.
+    """
+    grad_out = check_float_input(grad_out, "grad_out", "relu_backward")
+    y = check_float_input(y, "y", "relu_backward")
     same_dtype(y, "y", grad_out, "grad_out")
     expect_shape(grad_out, "grad_out", y.shape, "the shape of relu's output y")
     return _elementwise("relu_backward", [grad_out, y], np.empty(y.shape, dtype=y.dtype))

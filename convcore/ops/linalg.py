@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import _caps
 from .._backend import get_backend, kernels
+from .._validation import check_float_input, same_dtype
 
 
 def _row_major(m: np.ndarray):
@@ -31,12 +32,24 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     (LeNet's widest: 64 x 3136 x 128), and a BLAS call leaves OpenBLAS's workers spinning on the
     cores for the next ~0.1 s, where they slow the convolutions that follow by up to 2x (measured
     inside a LeNet step). Without a vector micro-kernel, numpy's ``@``.
+
+    Raises
+    ------
+    TypeError
+        If ``a`` or ``b`` is not a float32/float64 ndarray, or their dtypes differ (numpy would
+        promote int32 @ float32 to float64 silently).
+    ValueError
+        If either is not 2-D or ``a.shape[1] != b.shape[0]``.
     """
-    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and own_gemm(a.dtype)
-            and b.dtype == np.float32 and a.ndim == b.ndim == 2 and a.size and b.size):
-        return a @ b
+    a, b = check_float_input(a, "a", "matmul"), check_float_input(b, "b", "matmul")
+    same_dtype(a, "a", b, "b")
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"matmul: a and b must be 2-D; received a.shape={a.shape}, b.shape={b.shape}")
     if a.shape[1] != b.shape[0]:
-        raise ValueError(f"matmul: shapes do not chain: a {a.shape}, b {b.shape}")
+        raise ValueError(f"matmul: shapes do not chain: a.shape={a.shape}, b.shape={b.shape} "
+                         f"(a.shape[1] must equal b.shape[0])")
+    if not (own_gemm(a.dtype) and a.size and b.size):
+        return a @ b
     (ta, a0), (tb, b0) = _row_major(a), _row_major(b)
     c = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
     kernels().sgemm(a0, b0, c, ta, tb, False)
