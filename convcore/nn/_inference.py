@@ -102,8 +102,12 @@ def _conv_pack(conv, bn, strategy: str):
         return _packs.cached(w, ("conv", strategy, lvl), (w, b),
                              lambda: _infer.pack_conv(w.data, None if b is None else b.data, strategy, lvl))
     deps = (w, b, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-    return _packs.cached(w, ("conv+bn", strategy, lvl, bn.eps), deps,
-                         lambda: _infer.pack_conv(*_fold(conv, bn), strategy, lvl))
+
+    def folded():
+        weight, bias = _fold(conv, bn)
+        return _infer.pack_conv(weight, bias, strategy, lvl)
+
+    return _packs.cached(w, ("conv+bn", strategy, lvl, bn.eps), deps, folded)
 
 
 def conv2d(conv, x, bn=None, act=None, slope: float = 0.0, res=None, pool: bool = False):
@@ -483,10 +487,14 @@ def _close(a, b) -> bool:
 def predict_batch(model, x):
     """``model(x)`` for ``predict`` (already under ``no_grad`` and forced eval): a traced plan's
     replay where one applies, else the eager forward."""
-    if type(x) is not np.ndarray or not _enabled(x.dtype) or not traceable(model):
+    if type(x) is not np.ndarray or not _enabled(x.dtype):
         return model(x)
     plans = _cache(model, "_infer_plans")
-    key = (x.shape, x.dtype.str, _infer.level())
+    # The flag is part of the key, and a plan is used only while the model holds the very modules
+    # it was traced from (their identities: the signature), so whether the model is traceable is
+    # decided once, when tracing: not on every call (a walk of every module, ~10% of a batch-1
+    # LeNet predict).
+    key = (x.shape, x.dtype.str, _infer.level(), getattr(model, "trace_inference", None))
     plan = plans.get(key)
     signature = None
     if plan is not None:
@@ -496,6 +504,8 @@ def predict_batch(model, x):
                 return model(x)   # known not replayable
             plan = None
     if plan is None:
+        if not traceable(model):
+            return model(x)
         with _trace_lock:
             if len(plans) >= 2 * _MAX_PLANS:
                 plans.clear()
