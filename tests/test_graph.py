@@ -789,3 +789,34 @@ def test_files_written_by_convcore_0_1_still_load():
         np.testing.assert_allclose(convcore.predict(chain, expected["x"]), expected["chain"], rtol=1e-5, atol=1e-6)
         ae = convcore.load(data / "v1_autoencoder.npz")
         np.testing.assert_allclose(convcore.predict(ae, expected["x8"]), expected["ae"], rtol=1e-5, atol=1e-6)
+
+
+def test_functional_and_container_arguments_are_checked():
+    """Found while documenting (issue 18): each of these was silently wrong before."""
+    from convcore import functional as F
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(TypeError, match="sub: b must have dtype float32 or float64"):
+        F.sub(x, np.ones((2, 3), np.int64))
+    with pytest.raises(TypeError, match="mul: a must have dtype float32 or float64"):
+        F.mul(np.ones((2, 3), np.int32), x)
+    with pytest.raises(TypeError, match="b must have the same dtype as a"):
+        F.mul(x, x.astype(np.float64))
+    assert F.mul(x, 2.0).dtype == np.float32                     # a number takes the array's dtype
+    with pytest.raises(TypeError, match="cat: dim must be an int"):
+        F.cat([x, x], dim=1.7)
+    with pytest.raises(ValueError, match="flatten: start_dim"):
+        F.flatten(np.ones(3, np.float32))                        # torch raises too; was (3, 1)
+    assert F.flatten(np.ones(3, np.float32), start_dim=0).shape == (3,)
+    assert F.flatten(np.ones((2, 3, 4), np.float32), start_dim=-2).shape == (2, 12)
+    seq = nn.Sequential(nn.ReLU(), nn.Tanh())
+    assert seq[np.int64(1)] is seq[1]
+    with pytest.raises(TypeError, match="ints or slices"):
+        seq[1.0]
+    d = nn.ModuleDict()
+    for key in ("training", "forward", "_parameters"):
+        with pytest.raises(KeyError, match="attribute"):
+            d[key] = nn.ReLU()
+    assert d.training is True
+    d["relu"] = nn.ReLU()
+    d["relu"] = nn.Tanh()                                         # replacing a module is fine
+    assert isinstance(d["relu"], nn.Tanh)
