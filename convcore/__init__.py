@@ -1,8 +1,8 @@
 """convcore: a CPU CNN engine with compiled Cython kernels and a PyTorch-like layer API.
 
 >>> import convcore
->>> convcore.info()["backend"]
-'cython'
+>>> convcore.info()["backend"] in ("cython", "numpy")
+True
 """
 
 from __future__ import annotations
@@ -11,12 +11,21 @@ import sys
 
 import numpy as np
 
-from . import _backend, _caps, ops
-from . import nn, functional, optim, metrics, datasets, models, adversarial, callbacks, data, transforms
-from ._grad_mode import is_grad_enabled, no_grad
-from ._random import manual_seed
-from .serialization import ModelFileError, load, save
-from .training import evaluate, fit, predict
+from . import (
+    _backend,
+    _caps,
+    adversarial,
+    callbacks,
+    data,
+    datasets,
+    functional,
+    metrics,
+    models,
+    nn,
+    ops,
+    optim,
+    transforms,
+)
 from ._backend import (
     get_backend,
     get_num_threads,
@@ -25,7 +34,11 @@ from ._backend import (
     threads,
     use_backend,
 )
+from ._grad_mode import is_grad_enabled, no_grad
+from ._random import manual_seed
 from ._workspace import get_workspace_limit, set_workspace_limit
+from .serialization import ModelFileError, load, save
+from .training import evaluate, fit, predict
 
 __version__ = "0.1.0"
 
@@ -52,16 +65,57 @@ def _blas_info() -> dict:
 
 
 def info() -> dict:
-    """What this convcore is and runs on.
+    """What this convcore is and runs on: version, backend, compiled extension, ISA, threads, BLAS.
 
-    Keys: ``version``, ``backend`` (active in this thread), ``compiled`` (whether the extension
-    loaded), ``compiled_error`` (why not, else None), ``openmp`` (whether the extension was built
-    with OpenMP), ``isa`` (the micro-kernel convcore's float32 GEMM runs: "avx512", "avx2" or
-    "portable", which sends float32 to BLAS), ``cpu_isa`` (the best this CPU and build could run),
-    ``max_isa`` (the ``CONVCORE_MAX_ISA`` cap), ``gemm`` (the micro-kernel's descriptor: mr, nr,
-    kc, nc, pack_m, emulated), ``threads`` (convcore's kernel threads), ``workspace_bytes``,
-    ``numpy``, ``blas`` (numpy's BLAS, its kernel and threads when threadpoolctl is installed),
-    ``python``.
+    A report for bug reports and benchmarks (the ``convcore info`` command prints it). Everything is
+    read, nothing is changed.
+
+    Returns
+    -------
+    dict
+        ``version``
+            convcore's version.
+        ``backend``
+            The backend active in this thread, "cython" or "numpy" (see ``get_backend``).
+        ``compiled``
+            Whether the compiled extension loaded.
+        ``compiled_error``
+            Why it did not load, else None.
+        ``openmp``
+            Whether the extension was built with OpenMP.
+        ``isa``
+            The micro-kernel convcore's float32 GEMM runs: "avx512", "avx2" or "portable" (which
+            sends float32 to BLAS).
+        ``cpu_isa``
+            The best this CPU and build could run.
+        ``max_isa``
+            The ``CONVCORE_MAX_ISA`` cap.
+        ``gemm``
+            The micro-kernel's descriptor: a dict with ``name``, ``mr``, ``nr``, ``kc``, ``nc``,
+            ``pack_m`` and ``emulated`` (None without the compiled extension).
+        ``threads``
+            convcore's kernel threads (``get_num_threads``).
+        ``workspace_bytes``
+            The per-thread column workspace budget (``get_workspace_limit``).
+        ``numpy``
+            numpy's version.
+        ``blas``
+            numpy's BLAS: its name and version, and its kernel and threads when threadpoolctl is
+            installed.
+        ``python``
+            Python's version.
+
+    Examples
+    --------
+    >>> import convcore
+    >>> report = convcore.info()
+    >>> sorted(report)  # doctest: +NORMALIZE_WHITESPACE
+    ['backend', 'blas', 'compiled', 'compiled_error', 'cpu_isa', 'gemm', 'isa', 'max_isa', 'numpy',
+     'openmp', 'python', 'threads', 'version', 'workspace_bytes']
+    >>> report["version"] == convcore.__version__
+    True
+    >>> report["isa"] in ("avx512", "avx2", "portable")
+    True
     """
     return {
         "version": __version__,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import types
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Iterator
+from typing import Any
 
 from . import _numpy_kernels
 
@@ -51,7 +52,7 @@ else:
     COMPILED_ERROR = None
 
 COMPILED = _compiled is not None
-_TABLES = {"numpy": _numpy_kernels}
+_TABLES: dict[str, Any] = {"numpy": _numpy_kernels}
 if _compiled is not None:
     _TABLES["cython"] = _compiled
 
@@ -72,14 +73,64 @@ def _check_name(name) -> str:
 
 
 def get_backend() -> str:
-    """The backend ``convcore.ops`` uses in the current thread: "cython" or "numpy"."""
+    """The backend ``convcore.ops`` uses in the current thread: "cython" or "numpy".
+
+    A ``use_backend`` block active in this thread (or asyncio task) wins; otherwise the
+    process-wide default (``set_backend``), which is "cython" when the compiled extension loaded
+    and "numpy" otherwise (``convcore.info()["compiled_error"]`` says why).
+
+    Returns
+    -------
+    str
+        "cython" or "numpy".
+
+    See Also
+    --------
+    set_backend, use_backend
+
+    Examples
+    --------
+    >>> import convcore
+    >>> convcore.get_backend() in ("cython", "numpy")
+    True
+    >>> with convcore.use_backend("numpy"):
+    ...     print(convcore.get_backend())
+    numpy
+    """
     return _local_backend.get() or _default_backend
 
 
 def set_backend(name: str) -> None:
-    """Set the process-wide default backend ("cython" or "numpy").
+    """Set the process-wide default backend of ``convcore.ops``.
 
-    Threads inside a ``use_backend`` block keep their own choice.
+    Both backends compute the same functions with the same signatures; "cython" runs convcore's
+    compiled kernels (and its own float32 GEMM), "numpy" the same algorithms in NumPy. Threads
+    inside a ``use_backend`` block keep their own choice.
+
+    Parameters
+    ----------
+    name : {"cython", "numpy"}
+        The backend.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not one of the backends.
+    RuntimeError
+        ``name`` is "cython" but the compiled extension is not available (the message says why).
+
+    See Also
+    --------
+    get_backend, use_backend
+
+    Examples
+    --------
+    >>> import convcore
+    >>> previous = convcore.get_backend()
+    >>> convcore.set_backend("numpy")
+    >>> convcore.get_backend()
+    'numpy'
+    >>> convcore.set_backend(previous)
     """
     global _default_backend
     _default_backend = _check_name(name)
@@ -87,12 +138,42 @@ def set_backend(name: str) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[str]:
-    """Use backend ``name`` inside the ``with`` block, in this thread (context) only.
+    """Use backend ``name`` inside the ``with`` block, in this thread (or asyncio task) only.
+
+    The override lives in a ``ContextVar``: other threads, and the process-wide ``set_backend``
+    setting, are not affected, so an application can run different backends in different threads.
+
+    Parameters
+    ----------
+    name : {"cython", "numpy"}
+        The backend for the block.
+
+    Yields
+    ------
+    str
+        ``name``.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not one of the backends.
+    RuntimeError
+        ``name`` is "cython" but the compiled extension is not available.
+
+    See Also
+    --------
+    get_backend, set_backend
 
     Examples
     --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> x = np.ones((1, 1, 4, 4))
+    >>> w = np.ones((1, 1, 3, 3))
     >>> with convcore.use_backend("numpy"):
     ...     y = convcore.ops.conv2d(x, w)
+    >>> y.shape, float(y[0, 0, 0, 0])
+    ((1, 1, 2, 2), 9.0)
     """
     token = _local_backend.set(_check_name(name))
     try:
@@ -127,16 +208,36 @@ MAX_THREADS = max(64, 8 * (os.cpu_count() or 1))
 
 
 def openmp_enabled() -> bool:
+    """Whether the compiled extension loaded and was built with OpenMP."""
     return COMPILED and bool(_conv.openmp_enabled())
 
 
 def get_num_threads() -> int:
-    """Threads convcore's compiled kernels use in this thread.
+    """Threads convcore's compiled kernels use in this thread (as ``torch.get_num_threads``).
 
     A ``threads(n)`` block wins; then ``set_num_threads``; else ``OMP_NUM_THREADS`` (its first
-    entry); else the CPUs available to this process (cgroup/affinity aware). Pooling splits its
-    planes over this many of convcore's own threads; the standalone ``ops.im2col``/``ops.col2im``
-    use an OpenMP team of this size when the extension was built with OpenMP.
+    entry, capped at ``MAX_THREADS``); else the CPUs available to this process (cgroup/affinity
+    aware). Pooling, elementwise and fused convolution kernels split their work over this many of
+    convcore's own threads; the standalone ``ops.im2col``/``ops.col2im`` use an OpenMP team of
+    this size when the extension was built with OpenMP. numpy's BLAS keeps its own count.
+
+    Returns
+    -------
+    int
+        The thread count, at least 1.
+
+    See Also
+    --------
+    set_num_threads, threads
+
+    Examples
+    --------
+    >>> import convcore
+    >>> convcore.get_num_threads() >= 1
+    True
+    >>> with convcore.threads(1):
+    ...     print(convcore.get_num_threads())
+    1
     """
     local = _local_threads.get()
     if local is not None:
@@ -158,11 +259,37 @@ def _check_threads(n) -> int:
 
 
 def set_num_threads(n: int | None) -> None:
-    """Set the number of threads convcore's kernels use, process-wide (``None`` restores the
-    default). At most ``MAX_THREADS``.
+    """Set the number of threads convcore's kernels use, process-wide.
 
-    Only convcore's own kernels are affected; numpy's BLAS keeps its own thread pool. To change
-    the count for one block of code in one thread, use ``convcore.threads(n)``.
+    As ``torch.set_num_threads``, except that ``None`` restores the default (``OMP_NUM_THREADS``
+    or the available CPUs, see ``get_num_threads``) and that only convcore's own kernels are
+    affected: numpy's BLAS keeps its own thread pool, and global OpenMP state is never touched.
+    To change the count for one block of code in one thread, use ``convcore.threads(n)``.
+
+    Parameters
+    ----------
+    n : int or None
+        Between 1 and ``convcore._backend.MAX_THREADS`` (``max(64, 8 * os.cpu_count())``), or
+        None.
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an int (bools included) or None.
+    ValueError
+        ``n`` is outside ``[1, MAX_THREADS]``.
+
+    See Also
+    --------
+    get_num_threads, threads
+
+    Examples
+    --------
+    >>> import convcore
+    >>> convcore.set_num_threads(1)
+    >>> convcore.get_num_threads()
+    1
+    >>> convcore.set_num_threads(None)   # back to the default
     """
     global _num_threads
     _num_threads = None if n is None else _check_threads(n)
@@ -170,13 +297,42 @@ def set_num_threads(n: int | None) -> None:
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[int]:
-    """Use ``n`` kernel threads inside the ``with`` block, in this thread (or asyncio task) only:
-    other threads, and the process-wide ``set_num_threads`` setting, are not affected.
+    """Use ``n`` kernel threads inside the ``with`` block, in this thread (or asyncio task) only.
+
+    Other threads, and the process-wide ``set_num_threads`` setting, are not affected (a
+    ``ContextVar`` holds the count), so a server can run one single-threaded inference per
+    request thread while a training elsewhere uses every core.
+
+    Parameters
+    ----------
+    n : int
+        Between 1 and ``convcore._backend.MAX_THREADS``.
+
+    Yields
+    ------
+    int
+        ``n``.
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an int (bools included).
+    ValueError
+        ``n`` is outside ``[1, MAX_THREADS]``.
+
+    See Also
+    --------
+    get_num_threads, set_num_threads
 
     Examples
     --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> model = convcore.nn.Linear(8, 2, rng=0)
     >>> with convcore.threads(1):
-    ...     y = model(x)
+    ...     y = convcore.predict(model, np.ones((4, 8), np.float32))
+    >>> y.shape
+    (4, 2)
     """
     token = _local_threads.set(_check_threads(n))
     try:

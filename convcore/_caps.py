@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 ISAS = ("portable", "avx2", "avx512")
 VECTOR_ISAS = ("avx2", "avx512")

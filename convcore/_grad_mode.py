@@ -9,20 +9,60 @@ _state = threading.local()
 
 
 def is_grad_enabled() -> bool:
-    """Whether layers in this thread record what their backward needs."""
+    """Whether layers in this thread record what their backward needs (as ``torch.is_grad_enabled``).
+
+    True unless inside a ``no_grad`` block (or a function decorated with it) in this thread; the
+    mode is per thread, as in torch.
+
+    Returns
+    -------
+    bool
+
+    See Also
+    --------
+    no_grad
+
+    Examples
+    --------
+    >>> import convcore
+    >>> convcore.is_grad_enabled()
+    True
+    >>> with convcore.no_grad():
+    ...     print(convcore.is_grad_enabled())
+    False
+    """
     return getattr(_state, "enabled", True)
 
 
 class no_grad:
     """Context manager (and decorator) that disables caching for backward in this thread.
 
-    Under ``no_grad`` a forward pass stores no per-call state on the layers, so one model can serve
-    inference from many threads at once; calling ``backward`` afterwards raises ``RuntimeError``.
+    As ``torch.no_grad``: use it as ``with convcore.no_grad():`` or decorate a function with
+    ``@convcore.no_grad()``. Under ``no_grad`` a forward pass stores no per-call state on the
+    layers, so one model can serve inference from many threads at once, and eligible layers run
+    fused inference plans; calling ``backward`` afterwards raises ``RuntimeError``. The mode is
+    local to the thread and restored on exit, also when the block raises. It does not switch
+    layers to eval mode (dropout, batch norm): ``model.eval()`` or ``convcore.predict`` do.
+
+    See Also
+    --------
+    is_grad_enabled, convcore.predict
 
     Examples
     --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> model = convcore.nn.Linear(3, 2, rng=0)
+    >>> x = np.ones((4, 3), np.float32)
     >>> with convcore.no_grad():
-    ...     logits = model(x)
+    ...     y = model(x)
+    >>> y.shape
+    (4, 2)
+    >>> @convcore.no_grad()
+    ... def grad_mode_inside():
+    ...     return convcore.is_grad_enabled()
+    >>> grad_mode_inside(), convcore.is_grad_enabled()
+    (False, True)
     """
 
     def __enter__(self):

@@ -8,7 +8,8 @@ run, not how fast anything is.
 
 A ``Spec`` names a case; ``Spec.build()`` makes the inputs and returns a ``Case``: one callable per
 contender ("cython", "numpy", "torch" when importable, and "onnxruntime" for convolution forwards
-when onnxruntime and onnx are importable), all computing the same thing on the same inputs, plus, for convolutions, the GEMM-ceiling callables and the work done per call.
+when onnxruntime and onnx are importable), all computing the same thing on the same inputs, plus,
+for convolutions, the GEMM-ceiling callables and the work done per call.
 
 GEMM ceiling of a convolution case (CKK = C*KH*KW, P = OH*OW; the multiply-adds of one call):
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +100,8 @@ def parse_groups(text: str | None) -> list[str] | None:
     if not text:
         return None
     by_lower = {g.lower(): (g,) for g in GROUPS} | dict(ALIASES)
-    wanted, unknown = set(), []
+    wanted: set[str] = set()
+    unknown: list[str] = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         hit = by_lower.get(item.lower())
         if hit is None:
@@ -224,7 +227,6 @@ def onnxruntime_version() -> str | None:
 
 def _ort_conv(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> Callable:
     """A runner of onnxruntime on one Conv node (weights as an initializer), convcore's thread count."""
-    import onnx
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
@@ -268,6 +270,9 @@ def _filled(shape, rng) -> np.ndarray:
 def _gemm_ceilings(op: str, n: int, f: int, ckk: int, p: int, rng) -> dict[str, Callable]:
     """The two GEMM variants of the module docstring. The per-image and batched variants view the
     same buffers (only the multiply-add count and the shapes matter, not the values)."""
+    a: np.ndarray
+    b: np.ndarray
+    out: np.ndarray
     if op in ("fwd", "grad_input"):  # (rows, depth) of the stationary operand: W or W^T
         rows, depth = (f, ckk) if op == "fwd" else (ckk, f)
         a = _filled((rows, depth), rng)
@@ -445,7 +450,7 @@ def _torch_resnet18(torch, num_classes: int):
     torchvision."""
     tnn = torch.nn
 
-    class Block(tnn.Module):
+    class Block(tnn.Module):  # type: ignore[name-defined]
         def __init__(self, cin, cout, stride):
             super().__init__()
             self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -463,7 +468,7 @@ def _torch_resnet18(torch, num_classes: int):
             out = self.bn2(self.conv2(out))
             return self.relu(out + identity)
 
-    class ResNet18(tnn.Module):
+    class ResNet18(tnn.Module):  # type: ignore[name-defined]
         def __init__(self):
             super().__init__()
             self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
@@ -534,6 +539,7 @@ def _infer_case(spec: Spec, torch, ort: bool = True) -> Case:
 
     kind, n, side = (INFER_SMOKE if spec.smoke else INFER_CASES)[spec.op]
     rng = np.random.default_rng(0)
+    model: Any
     if kind == "lenet":
         model = models.lenet(rng=0)
         x = rng.random((n, 1, side, side), dtype=np.float32)

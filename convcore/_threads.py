@@ -1,8 +1,9 @@
 """Plane-parallel execution on convcore's own worker threads.
 
 Pooling, elementwise and fused convolution kernels are split into contiguous ranges of (n, c)
-planes or images, each range run by a serial ``nogil`` compiled kernel on its own thread (the caller's thread takes the first range). The workers are
-ordinary threads that sleep on a queue when idle.
+planes or images, each range run by a serial ``nogil`` compiled kernel on its own thread (the
+caller's thread takes the first range). The workers are ordinary threads that sleep on a queue
+when idle.
 
 Why not OpenMP ``prange`` here: pooling sits between GEMMs, and numpy's BLAS runs its own thread
 pool on the same cores. libgomp's idle workers spin for milliseconds after each parallel region

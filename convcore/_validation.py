@@ -7,7 +7,7 @@ one output position) is established here, in Python, before any ``nogil`` code r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Union, cast
 
 import numpy as np
 
@@ -73,20 +73,20 @@ def padding4(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int],
             return (0, 0, 0, 0)
         if mode == "same":
             t, b = same_padding(hw[0], kernel[0], stride[0], dilation[0])
-            l, r = same_padding(hw[1], kernel[1], stride[1], dilation[1])
-            return (t, b, l, r)
+            left, right = same_padding(hw[1], kernel[1], stride[1], dilation[1])
+            return (t, b, left, right)
         raise ValueError(
             f'padding must be an int, a pair, (top, bottom, left, right), "valid" or "same"; '
             f"received padding={padding!r}"
         )
     if _is_int(padding):
-        p = int(padding)
+        p = int(cast(int, padding))
         pads = (p, p, p, p)
     elif isinstance(padding, (tuple, list)) and all(_is_int(v) for v in padding) and len(padding) in (2, 4):
         if len(padding) == 2:
             pads = (int(padding[0]), int(padding[0]), int(padding[1]), int(padding[1]))
         else:
-            pads = tuple(int(v) for v in padding)  # type: ignore[assignment]
+            pads = (int(padding[0]), int(padding[1]), int(padding[2]), int(padding[3]))
     else:
         raise TypeError(
             f'padding must be an int, a pair, (top, bottom, left, right), "valid" or "same"; '
@@ -96,7 +96,7 @@ def padding4(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int],
         raise ValueError(f"padding must be >= 0; received padding={padding!r}")
     if max(pads) > MAX_WINDOW:
         raise ValueError(f"padding must be <= {MAX_WINDOW} (2**31 - 1); received padding={padding!r}")
-    return pads  # type: ignore[return-value]
+    return pads
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def input_shape4(shape, name: str = "input_shape") -> tuple[int, int, int, int]:
     shape = tuple(int(v) for v in shape)
     if min(shape) < 1:
         raise ValueError(f"{name} must be positive in every dimension; received {name}={shape}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def expect_shape(arr: np.ndarray, name: str, shape: tuple[int, ...], why: str) -> None:

@@ -19,7 +19,24 @@ _local = threading.local()
 
 
 def get_workspace_limit() -> int:
-    """Bytes of column workspace a convolution call may use (per thread)."""
+    """Bytes of column workspace a convolution call may use (per thread).
+
+    Returns
+    -------
+    int
+        The budget in bytes; 32 MiB (``32 * 2**20``) unless ``set_workspace_limit`` changed it.
+
+    See Also
+    --------
+    set_workspace_limit
+
+    Examples
+    --------
+    >>> import convcore
+    >>> convcore.set_workspace_limit(None)
+    >>> convcore.get_workspace_limit() == 32 * 2**20
+    True
+    """
     return _limit
 
 
@@ -27,7 +44,37 @@ def set_workspace_limit(nbytes: int | None) -> None:
     """Set the per-thread workspace budget in bytes (``None`` restores the 32 MiB default).
 
     Convolutions process the batch in chunks of images whose column matrices fit this budget (at
-    least one image per chunk, so a single huge image may exceed it).
+    least one image per chunk, so a single huge image may exceed it). The setting is
+    process-wide; each thread has its own buffers of that size. It trades memory for speed
+    (PyTorch has no equivalent).
+
+    Parameters
+    ----------
+    nbytes : int or None
+        A positive number of bytes, or None for the default.
+
+    Raises
+    ------
+    TypeError
+        ``nbytes`` is not an int (bools included) or None.
+    ValueError
+        ``nbytes`` is not positive.
+
+    See Also
+    --------
+    get_workspace_limit
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> x = np.ones((4, 3, 16, 16), np.float32)
+    >>> w = np.ones((8, 3, 3, 3), np.float32)
+    >>> convcore.set_workspace_limit(4096)   # tiny: one image per chunk
+    >>> small = convcore.ops.conv2d(x, w, padding=1)
+    >>> convcore.set_workspace_limit(None)
+    >>> bool(np.allclose(small, convcore.ops.conv2d(x, w, padding=1)))
+    True
     """
     global _limit
     if nbytes is None:

@@ -105,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"a subset ({', '.join(QUICK)}), 3 rounds: under a minute on an idle machine%(default).0s")
     parser.add_argument("--cases", default=None, metavar="LIST",
-                        help="comma-separated: L1,L2,V1,R1,P1,S1,A,B,C,lenet,infer (or conv, pool, all, smoke)%(default).0s")
+                        help="comma-separated: L1,L2,V1,R1,P1,S1,A,B,C,lenet,infer "
+                             "(or conv, pool, all, smoke)%(default).0s")
     parser.add_argument("--smoke", action="store_true",
                         help="the tiny smoke variant of every case (checks the harness, not speed)%(default).0s")
     parser.add_argument("--repeat", type=int, default=None, metavar="R",
@@ -121,7 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ort", action="store_true", help="leave onnxruntime out even when installed%(default).0s")
     parser.add_argument("--json", default=None, metavar="FILE",
                         help="write the machine, versions, thread counts, every sample and the summary%(default).0s")
-    parser.add_argument("--plot", default=None, metavar="FILE", help="bar chart of speed-ups (needs matplotlib)%(default).0s")
+    parser.add_argument("--plot", default=None, metavar="FILE",
+                        help="bar chart of speed-ups (needs matplotlib)%(default).0s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ def _machine() -> dict:
     try:
         available = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        available = os.cpu_count()
+        available = os.cpu_count() or 1
     mem = None
     try:
         with open("/proc/meminfo") as f:
@@ -243,7 +245,7 @@ def _calibrate(controller, threads: int, size: int = 1024, rounds: int = 5, warm
     if controller is not None and threads > 1:
         one = _OneThread(controller)
         modes["1"] = _Contender("1", modes["n"].fn, one.setup, one.teardown)
-    samples = {k: [] for k in modes}
+    samples: dict[str, list[float]] = {k: [] for k in modes}
     for _ in range(rounds):
         for k, contender in modes.items():
             samples[k] += contender.turn(1, warm)
@@ -304,7 +306,8 @@ def _header(info: dict, machine: dict, threads: dict, torch, flags: set, smoke: 
                                 "processes): multi-threaded timings and the scaling column are distorted.")
         lines.append(text)
     if peak and peak["threads"] > 1 and peak["gflops"] < 1.5 * peak["gflops_1thr"]:
-        warnings.append(f"{peak['threads']} threads reach only {peak['gflops'] / peak['gflops_1thr']:.2f}x one thread's "
+        gain = peak["gflops"] / peak["gflops_1thr"]
+        warnings.append(f"{peak['threads']} threads reach only {gain:.2f}x one thread's "
                         "FMA peak right now (vCPUs sharing a physical core, or other processes on the other "
                         "core): %peak is relative to that measured peak.")
     if smoke:
@@ -406,7 +409,7 @@ def run_case(case, repeat: int, scaling_controller=None, scaling: bool = False, 
     before = monitor.snapshot() if monitor else None
     for c in contenders:
         c.warm_up()
-    samples = {c.name: [] for c in contenders}
+    samples: dict[str, list[float]] = {c.name: [] for c in contenders}
     for r in range(repeat):
         k = r % len(contenders)
         for c in contenders[k:] + contenders[:k]:
@@ -421,7 +424,7 @@ def run_case(case, repeat: int, scaling_controller=None, scaling: bool = False, 
     }
     if case.ceilings:
         gemm = {name: med["gemm " + name] for name in case.ceilings}
-        best = min(gemm, key=gemm.get)
+        best = min(gemm, key=lambda name: gemm[name])
         result.update(gemm_ms=gemm[best], gemm_variant=best, gemm_variants_ms=gemm)
     if scaling:
         result["cython_1thr_ms"] = med["cython 1thr"]
@@ -547,7 +550,7 @@ def summarize(results: list[dict]) -> list[dict]:
         if key not in values:
             continue
         value, n = values[key]
-        met = None if cmp is None else (value >= target if cmp == ">=" else value <= target)
+        met = None if cmp is None or target is None else (value >= target if cmp == ">=" else value <= target)
         out.append({"key": key, "label": label, "value": value, "unit": unit, "target": target, "cmp": cmp,
                     "met": met, "cases": n, "cases_in_suite": full, "smoke": smoke})
     return out

@@ -2,9 +2,9 @@
 ``ModelCheckpoint``, ``LearningRateScheduler``, ``CSVLogger``, ``LambdaCallback``,
 ``TerminateOnNaN``; ``convcore.optim.lr_scheduler`` schedulers can be passed as they are.
 
-The protocol
-------------
-A callback subclasses ``Callback`` and overrides any of::
+Notes
+-----
+**The protocol.** A callback subclasses ``Callback`` and overrides any of::
 
     on_train_begin(logs)          on_train_end(logs)
     on_epoch_begin(epoch, logs)   on_epoch_end(epoch, logs)
@@ -23,11 +23,10 @@ A callback that must survive a resume defines ``state_dict()`` / ``load_state_di
 ``ModelCheckpoint`` saves them with the model and the optimizer, and ``restore_checkpoint``
 puts them back.
 
-Resuming
---------
-``ModelCheckpoint("run.npz")`` writes the model (``convcore.load("run.npz")`` reads it) and,
-beside it, ``run.state.npz``: the model's arrays, the optimizer's and schedulers' states, the
-callbacks' states, convcore's random generators (dropout) and the number of epochs done. Then::
+**Resuming.** ``ModelCheckpoint("run.npz")`` writes the model (``convcore.load("run.npz")``
+reads it) and, beside it, ``run.state.npz``: the model's arrays, the optimizer's and schedulers'
+states, the callbacks' states, convcore's random generators (dropout) and the number of epochs
+done. Then::
 
     start = callbacks.restore_checkpoint("run.npz", model, optimizer, callbacks=cbs)
     convcore.fit(model, loss, optimizer, x, y, epochs=10, initial_epoch=start, seed=0, callbacks=cbs)
@@ -54,7 +53,47 @@ from .optim.lr_scheduler import LRScheduler, OneCycleLR, ReduceLROnPlateau
 
 
 class Callback:
-    """Base class of fit's callbacks (see the module docstring for the protocol)."""
+    """Base class of fit's callbacks, as ``keras.callbacks.Callback``.
+
+    Override any of ``on_train_begin(logs)``, ``on_train_end(logs)``,
+    ``on_epoch_begin(epoch, logs)``, ``on_epoch_end(epoch, logs)``,
+    ``on_batch_begin(batch, logs)`` and ``on_batch_end(batch, logs)`` (the defaults do nothing;
+    see the module docstring for what the logs hold). A callback that must survive a resume also
+    defines ``state_dict()`` and ``load_state_dict(state)``.
+
+    Attributes
+    ----------
+    model : Module
+        The model ``fit`` trains (set by ``set_trainer`` before training).
+    optimizer : Optimizer
+    params : dict
+        ``epochs``, ``initial_epoch``, ``steps``, ``samples``, ``batch_size``, ``verbose``,
+        ``do_validation``.
+    trainer : convcore.training.Trainer
+        The running ``fit``: its ``epoch``, ``history``, ``loss``, ``callbacks``.
+    stop_training : bool
+        Set it to True to end the training after the current batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> class CountBatches(callbacks.Callback):
+    ...     def on_train_begin(self, logs=None):
+    ...         self.batches = 0
+    ...     def on_batch_end(self, batch, logs=None):
+    ...         self.batches += 1
+    >>> counter = CountBatches()
+    >>> _ = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=8, verbose=0,
+    ...                  callbacks=[counter])
+    >>> counter.batches
+    8
+    """
 
     model = None
     optimizer = None
@@ -124,6 +163,48 @@ class EarlyStopping(Callback):
     start_from_epoch : int, default 0
         Epochs to wait before monitoring.
     verbose : int, default 0
+        1 prints a line when stopping and when restoring the weights.
+
+    Attributes
+    ----------
+    best : float
+        The best monitored value so far.
+    best_epoch : int
+        Its epoch (0-based).
+    stopped_epoch : int
+        The epoch training stopped at, 0 if it did not stop early.
+    wait : int
+        Epochs since the last improvement.
+
+    Raises
+    ------
+    TypeError
+        A numeric argument of the wrong type.
+    ValueError
+        Negative ``patience`` or ``start_from_epoch``, non-finite ``min_delta`` or ``baseline``, an
+        unknown ``mode``.
+
+    Warns
+    -----
+    UserWarning
+        At an epoch end whose logs lack ``monitor`` (then nothing happens).
+
+    Examples
+    --------
+    With a learning rate of 0 the loss cannot improve, so training stops after the second epoch:
+
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.0)
+    >>> stopper = callbacks.EarlyStopping(monitor="loss", min_delta=1e-3, patience=0)
+    >>> history = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=10, verbose=0,
+    ...                        callbacks=[stopper])
+    >>> history.epoch, stopper.stopped_epoch
+    ([0, 1], 1)
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
@@ -196,8 +277,26 @@ class EarlyStopping(Callback):
 
 
 def state_path(path) -> Path:
-    """Where ``ModelCheckpoint`` keeps the training state of the model file ``path``:
-    ``run.npz`` -> ``run.state.npz``."""
+    """Where ``ModelCheckpoint`` keeps the training state of the model file ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The model file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``run.npz`` -> ``run.state.npz``; a name without ``.npz`` gets ``.state.npz`` appended.
+
+    Examples
+    --------
+    >>> from convcore import callbacks
+    >>> callbacks.state_path("checkpoints/run.npz").name
+    'run.state.npz'
+    >>> callbacks.state_path("model").name
+    'model.state.npz'
+    """
     p = Path(os.fspath(path))
     return p.with_name(p.name[:-4] + ".state.npz") if p.name.endswith(".npz") else p.with_name(p.name + ".state.npz")
 
@@ -223,6 +322,49 @@ class ModelCheckpoint(Callback):
     initial_value_threshold : float, optional
         The best value to beat at the start (``save_best_only``).
     verbose : int, default 0
+        1 prints a line for each save.
+
+    Attributes
+    ----------
+    best : float
+        The best monitored value so far (``save_best_only``).
+    last_path : str or None
+        The model file written last.
+
+    Raises
+    ------
+    TypeError
+        ``filepath`` is not a path, or another argument has the wrong type.
+    ValueError
+        An unknown ``mode``, ``save_freq`` neither "epoch" nor a positive int.
+    KeyError
+        When saving: ``filepath`` names a format field the logs do not hold.
+
+    Notes
+    -----
+    Unlike Keras, the model is always saved whole (there is no ``save_weights_only``), and the
+    training state goes beside it so that ``restore_checkpoint`` can resume bitwise.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "run.npz")
+    >>> checkpoint = callbacks.ModelCheckpoint(path, monitor="loss")
+    >>> _ = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, verbose=0, callbacks=[checkpoint])
+    >>> sorted(os.listdir(tmp.name))
+    ['run.npz', 'run.state.npz']
+    >>> convcore.load(path).num_parameters()
+    10
+    >>> tmp.cleanup()
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto", save_freq="epoch",
@@ -298,9 +440,43 @@ class ModelCheckpoint(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Keras's ``LearningRateScheduler``: at the start of every epoch the learning rate of every
-    parameter group becomes ``schedule(epoch, lr)`` (``lr`` the current one of the first group).
-    The epoch's rate goes into the logs as ``learning_rate``."""
+    """Set the learning rate from a function of the epoch (Keras's ``LearningRateScheduler``).
+
+    At the start of every epoch the learning rate of every parameter group becomes
+    ``schedule(epoch, lr)`` (``lr`` the current one of the first group). The epoch's rate goes
+    into the logs as ``learning_rate``. For torch's schedulers pass a
+    ``convcore.optim.lr_scheduler`` scheduler to ``fit`` instead.
+
+    Parameters
+    ----------
+    schedule : callable
+        ``(epoch, lr) -> new lr``, epoch counted from 0.
+    verbose : int, default 0
+        1 prints the rate set at each epoch.
+
+    Raises
+    ------
+    TypeError
+        ``schedule`` is not callable; at an epoch start, it returned something other than a
+        number.
+    ValueError
+        At an epoch start: the schedule returned a negative or non-finite rate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> halving = callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 * 0.5**epoch)
+    >>> history = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=3, verbose=0,
+    ...                        callbacks=[halving])
+    >>> history.learning_rate
+    [0.1, 0.05, 0.025]
+    """
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
@@ -322,11 +498,45 @@ class LearningRateScheduler(Callback):
 
 
 class SchedulerCallback(Callback):
-    """Steps a ``convcore.optim.lr_scheduler`` scheduler within ``fit`` (what passing the
-    scheduler itself in ``callbacks`` does): after every batch (``interval="batch"``, the
-    default for ``OneCycleLR``) or every epoch; ``ReduceLROnPlateau`` gets the epoch's
-    ``monitor`` value (default ``val_loss``, else ``loss`` without validation data). The rate
-    used during the epoch goes into the logs as ``learning_rate``."""
+    """Step a ``convcore.optim.lr_scheduler`` scheduler within ``fit``.
+
+    Passing the scheduler itself in ``fit``'s ``callbacks`` wraps it in one of these. It steps
+    after every batch (``interval="batch"``, the default for ``OneCycleLR``) or every epoch;
+    ``ReduceLROnPlateau`` gets the epoch's ``monitor`` value (default ``val_loss``, else
+    ``loss`` without validation data). The rate used during the epoch goes into the logs as
+    ``learning_rate``. Its ``state_dict`` is the scheduler's.
+
+    Parameters
+    ----------
+    scheduler : LRScheduler
+        A scheduler of the optimizer ``fit`` trains with.
+    interval : {"epoch", "batch"}, optional
+        When to step; default "batch" for ``OneCycleLR``, else "epoch".
+    monitor : str, optional
+        The logged quantity ``ReduceLROnPlateau`` receives.
+
+    Raises
+    ------
+    TypeError
+        ``scheduler`` is not a convcore scheduler.
+    ValueError
+        An unknown ``interval``; when ``fit`` starts, a scheduler made for another optimizer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    >>> history = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=3, verbose=0,
+    ...                        callbacks=[callbacks.SchedulerCallback(sched)])
+    >>> history.learning_rate
+    [0.1, 0.05, 0.025]
+    """
 
     def __init__(self, scheduler, interval=None, monitor=None):
         super().__init__()
@@ -374,8 +584,48 @@ class SchedulerCallback(Callback):
 
 
 class CSVLogger(Callback):
-    """Write each epoch's logs as a CSV row (Keras's ``CSVLogger``): ``epoch`` then the keys in
-    sorted order. ``append=True`` (or a restored checkpoint) continues an existing file."""
+    """Write each epoch's logs as a CSV row (Keras's ``CSVLogger``).
+
+    The header is ``epoch`` then the first epoch's log keys in sorted order; a key missing
+    later is written as ``NA``. The file is flushed after every row and closed at the end of
+    training.
+
+    Parameters
+    ----------
+    filename : str or path-like
+    separator : str, default ","
+    append : bool, default False
+        Continue an existing file (keeping its columns) instead of overwriting it; a restored
+        checkpoint also continues it.
+
+    Raises
+    ------
+    TypeError
+        ``append`` is not a bool.
+    OSError
+        When training starts: the file cannot be opened.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> log = os.path.join(tmp.name, "log.csv")
+    >>> _ = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=3, verbose=0,
+    ...                  callbacks=[callbacks.CSVLogger(log)])
+    >>> with open(log) as f:
+    ...     lines = f.read().splitlines()
+    >>> lines[0], len(lines)
+    ('epoch,accuracy,loss', 4)
+    >>> tmp.cleanup()
+    """
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
@@ -418,7 +668,34 @@ class CSVLogger(Callback):
 
 
 class LambdaCallback(Callback):
-    """A callback from functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
+    """A callback from functions (Keras's ``LambdaCallback``).
+
+    Each function given replaces the hook of its name and takes that hook's arguments.
+
+    Parameters
+    ----------
+    on_epoch_begin, on_epoch_end : callable, optional
+        ``(epoch, logs) -> None``.
+    on_batch_begin, on_batch_end : callable, optional
+        ``(batch, logs) -> None``.
+    on_train_begin, on_train_end : callable, optional
+        ``(logs) -> None``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> losses = []
+    >>> record = callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append(logs["loss"]))
+    >>> _ = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=3, verbose=0, callbacks=[record])
+    >>> len(losses)
+    3
+    """
 
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_batch_begin=None, on_batch_end=None,
                  on_train_begin=None, on_train_end=None):
@@ -431,7 +708,21 @@ class LambdaCallback(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training as soon as a batch's loss is NaN or infinite (Keras's ``TerminateOnNaN``)."""
+    """Stop training as soon as a batch's loss is NaN or infinite (Keras's ``TerminateOnNaN``).
+
+    It prints the batch and sets ``stop_training``; the epoch is then closed. Note that
+    convcore's optimizers already refuse a non-finite update (``check_finite=True``, raising
+    ``FloatingPointError``), so this matters for optimizers made with ``check_finite=False``.
+
+    Examples
+    --------
+    >>> from convcore import callbacks
+    >>> stopper = callbacks.TerminateOnNaN()
+    >>> stopper.on_batch_end(3, {"loss": float("nan"), "size": 32})
+    Batch 3: invalid loss, terminating training
+    >>> stopper.stop_training
+    True
+    """
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -501,8 +792,45 @@ def _decode(obj, arrays):
 
 
 def save_training_state(path, state: dict) -> None:
-    """Write ``state`` (nested dicts, lists, tuples, numbers, strings and arrays) to ``path``
-    atomically: a temporary file in the same folder, flushed, fsynced and renamed over it."""
+    """Write ``state`` (nested dicts, lists, tuples, numbers, strings and arrays) to ``path``.
+
+    The file is an ``.npz``: the structure as JSON, every array as its own member, no pickle.
+    It is written atomically: a temporary file in the same folder, flushed, fsynced and renamed
+    over ``path``, so an interrupted save leaves the previous file intact. ``ModelCheckpoint``
+    writes its ``.state.npz`` files with it.
+
+    Parameters
+    ----------
+    path : str or path-like
+    state : dict
+        Values may be dicts (any keys), lists, tuples, None, bools, ints, floats, strings, numpy
+        scalars and arrays.
+
+    Raises
+    ------
+    TypeError
+        ``state`` holds another type of object (nothing is written).
+    OSError
+        The file cannot be written.
+
+    See Also
+    --------
+    load_training_state
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from convcore import callbacks
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "run.state.npz")
+    >>> callbacks.save_training_state(path, {"epoch": 3, "weights": np.arange(3.0), "betas": (0.9, 0.999)})
+    >>> state = callbacks.load_training_state(path)
+    >>> state["epoch"], state["weights"].tolist(), state["betas"]
+    (3, [0.0, 1.0, 2.0], (0.9, 0.999))
+    >>> tmp.cleanup()
+    """
     arrays: list = []
     doc = {"format": STATE_FORMAT, "version": STATE_VERSION, "state": _encode(state, arrays)}
     blob = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
@@ -523,7 +851,39 @@ def save_training_state(path, state: dict) -> None:
 
 
 def load_training_state(path) -> dict:
-    """Read a file written by ``save_training_state`` (no pickle; ``ValueError`` when it is not one)."""
+    """Read a file written by ``save_training_state`` (without pickle).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    dict
+        The state as saved: tuples come back as tuples, dict keys keep their types, arrays as
+        arrays.
+
+    Raises
+    ------
+    ValueError
+        The file is missing, unreadable, or not a training-state file of this version.
+
+    See Also
+    --------
+    save_training_state, restore_checkpoint
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> from convcore import callbacks
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "state.npz")
+    >>> callbacks.save_training_state(path, {"optimizer": {0: {"step": 2}}})
+    >>> callbacks.load_training_state(path)
+    {'optimizer': {0: {'step': 2}}}
+    >>> tmp.cleanup()
+    """
     try:
         with np.load(os.fspath(path), allow_pickle=False) as z:
             doc = json.loads(bytes(z["__state__"]).decode("utf-8"))
@@ -561,14 +921,58 @@ def restore_checkpoint(path, model, optimizer=None, callbacks=()) -> int:
 
     Parameters
     ----------
-    path : the checkpoint's model file (``run.npz``) or its state file (``run.state.npz``)
-    model, optimizer : the objects to train on (built as for the first run)
-    callbacks : the callbacks list the resumed ``fit`` will get
+    path : str or path-like
+        The checkpoint's model file (``run.npz``) or its state file (``run.state.npz``).
+    model : Module
+        The model to train on, built as for the first run.
+    optimizer : Optimizer, optional
+        Its optimizer, built as for the first run; its state is restored.
+    callbacks : sequence of Callback or LRScheduler, default ()
+        The callbacks list the resumed ``fit`` will get, in the order of the first run.
 
     Returns
     -------
     int
         The number of epochs done: pass it to ``fit`` as ``initial_epoch``.
+
+    Raises
+    ------
+    ValueError
+        The state file is missing or unreadable, a callback's type differs from the one saved at
+        its position, a saved array's shape differs from the model's, or the optimizer's groups
+        do not match the saved ones.
+    KeyError
+        The names of the model's parameters and buffers differ from the saved ones.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "run.npz")
+    >>> cbs = [callbacks.ModelCheckpoint(path), optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+    >>> _ = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, seed=0, verbose=0, callbacks=cbs)
+
+    Later, in a new process, with the objects built as for the first run:
+
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> cbs = [callbacks.ModelCheckpoint(path), optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+    >>> start = callbacks.restore_checkpoint(path, model, opt, callbacks=cbs)
+    >>> start, opt.lr
+    (2, 0.025)
+    >>> history = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=4, initial_epoch=start, seed=0,
+    ...                        verbose=0, callbacks=cbs)
+    >>> history.epoch
+    [2, 3]
+    >>> tmp.cleanup()
     """
     p = Path(os.fspath(path))
     file = p if p.name.endswith(".state.npz") else state_path(p)

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
             p = sub.add_parser(name, help=f"{help_text} (unavailable: {exc})")
             p.set_defaults(func=lambda args, exc=exc: parser.error(f"unavailable: {exc}"))
             continue
-        p = sub.add_parser(name, help=help_text, description=module.__doc__.splitlines()[0],
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or name).splitlines()[0],
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=module.run)

@@ -139,23 +139,172 @@ def _proba(model, x, batch_size):
 
 
 def predict(model: Module, X, batch_size: int = 256, threads: int = 1):
-    """Model outputs for every image of ``X``: a dask array (N, K), lazily computed."""
+    """Model outputs for every image of ``X``: a dask array (N, K), lazily computed.
+
+    Each block is predicted with ``convcore.predict`` (eval behaviour, no caches), so the result
+    equals in-process ``predict`` of the whole array. A probe of one image, made here, finds
+    the output width.
+
+    Parameters
+    ----------
+    model : Module
+        Sent to the workers once, as the bytes of a ``convcore.save`` file.
+    X : dask.array.Array of shape (N, C, H, W)
+        Float32/float64 images, chunked along the batch axis (other axes are merged into one
+        chunk).
+    batch_size : int, default 256
+        The batch size of ``convcore.predict`` within a block.
+    threads : int, default 1
+        convcore's kernel threads per task (and numpy's BLAS limit while tasks run).
+
+    Returns
+    -------
+    dask.array.Array of shape (N, K)
+        Chunked as ``X`` along the batch axis.
+
+    Raises
+    ------
+    TypeError
+        ``X`` is not a dask array, or ``model`` cannot be saved (see ``convcore.save``).
+    ValueError
+        ``X`` is not 4-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import convcore
+    >>> import convcore.dask
+    >>> model = convcore.models.lenet(rng=0)
+    >>> X = da.zeros((10, 1, 28, 28), dtype=np.float32, chunks=(4, 1, 28, 28))
+    >>> logits = convcore.dask.predict(model, X)
+    >>> logits.shape, logits.chunks[0]
+    ((10, 10), (4, 4, 2))
+    >>> out = logits.compute(scheduler="synchronous")
+    >>> bool(np.allclose(out, convcore.predict(model, np.zeros((10, 1, 28, 28), np.float32))))
+    True
+    """
     return _map(model, X, _logits, batch_size, threads)
 
 
 def predict_proba(model: Module, X, batch_size: int = 256, threads: int = 1):
-    """Softmax probabilities (N, K) of a classifier's logits."""
+    """Softmax probabilities (N, K) of a classifier's logits, lazily computed.
+
+    Parameters
+    ----------
+    model : Module
+        Sent to the workers once, as the bytes of a ``convcore.save`` file.
+    X : dask.array.Array of shape (N, C, H, W)
+        Float32/float64 images, chunked along the batch axis (other axes are merged into one
+        chunk).
+    batch_size : int, default 256
+        The batch size of ``convcore.predict`` within a block.
+    threads : int, default 1
+        convcore's kernel threads per task (and numpy's BLAS limit while tasks run).
+
+    Returns
+    -------
+    dask.array.Array of shape (N, K)
+        Rows sum to 1.
+
+    Raises
+    ------
+    TypeError
+        ``X`` is not a dask array, or ``model`` cannot be saved (see ``convcore.save``).
+    ValueError
+        ``X`` is not 4-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import convcore
+    >>> import convcore.dask
+    >>> model = convcore.models.lenet(rng=0)
+    >>> X = da.zeros((10, 1, 28, 28), dtype=np.float32, chunks=(4, 1, 28, 28))
+    >>> proba = convcore.dask.predict_proba(model, X).compute(scheduler="synchronous")
+    >>> proba.shape, bool(np.allclose(proba.sum(axis=1), 1.0))
+    ((10, 10), True)
+    """
     return _map(model, X, _proba, batch_size, threads)
 
 
 def predict_topk(model: Module, X, k: int = 5, batch_size: int = 256, threads: int = 1):
-    """The ``k`` most probable classes per image, most probable first: an int64 dask array (N, k)."""
+    """The ``k`` most probable classes per image, most probable first: an int64 dask array (N, k).
+
+    Parameters
+    ----------
+    model : Module
+    X : dask.array.Array of shape (N, C, H, W)
+    k : int, default 5
+        Between 1 and the number of classes.
+    batch_size : int, default 256
+    threads : int, default 1
+
+    Returns
+    -------
+    dask.array.Array of shape (N, k), int64
+
+    Raises
+    ------
+    TypeError
+        ``X`` is not a dask array, or ``model`` cannot be saved (see ``convcore.save``).
+    ValueError
+        ``X`` is not 4-D, or ``k`` is outside ``[1, K]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import convcore
+    >>> import convcore.dask
+    >>> model = convcore.models.lenet(rng=0)
+    >>> X = da.zeros((10, 1, 28, 28), dtype=np.float32, chunks=(4, 1, 28, 28))
+    >>> top = convcore.dask.predict_topk(model, X, k=3)
+    >>> top.shape, str(top.dtype)
+    ((10, 3), 'int64')
+    """
     return _map(model, X, lambda m, x, bs: metrics.topk(_proba(m, x, bs), k)[1].astype(np.int64), batch_size,
                 threads)
 
 
 def reconstruction_error(model: Module, X, batch_size: int = 256, threads: int = 1):
-    """Per-image mean squared reconstruction error of an ``Autoencoder``: a dask array (N,)."""
+    """Per-image mean squared reconstruction error of an ``Autoencoder``: a dask array (N,).
+
+    The anomaly scores of ``Autoencoder.reconstruction_error``, computed block by block.
+
+    Parameters
+    ----------
+    model : Autoencoder
+        Any model with a ``reconstruction_error(x, batch_size)`` method.
+    X : dask.array.Array of shape (N, C, H, W)
+    batch_size : int, default 256
+    threads : int, default 1
+
+    Returns
+    -------
+    dask.array.Array of shape (N,)
+
+    Raises
+    ------
+    TypeError
+        ``model`` has no ``reconstruction_error``, or ``X`` is not a dask array.
+    ValueError
+        ``X`` is not 4-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import convcore
+    >>> import convcore.dask
+    >>> ae = convcore.models.conv_autoencoder(latent_dim=4, in_shape=(1, 8, 8), rng=0)
+    >>> images = np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32)
+    >>> X = da.from_array(images, chunks=(3, 1, 8, 8))
+    >>> errors = convcore.dask.reconstruction_error(ae, X).compute(scheduler="synchronous")
+    >>> errors.shape, bool((errors > 0).all())
+    ((6,), True)
+    """
     if not hasattr(model, "reconstruction_error"):
         raise TypeError(f"reconstruction_error needs an Autoencoder; received {type(model).__name__}")
     out = _map(model, X, lambda m, x, bs: m.reconstruction_error(x, bs)[:, None], batch_size, threads)

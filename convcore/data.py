@@ -13,9 +13,15 @@ dataset larger than memory trains without being loaded.
 
 Example
 -------
+>>> import numpy as np
+>>> from convcore.data import DataLoader
+>>> x_train = np.zeros((100, 1, 28, 28), np.float32)
+>>> y_train = np.arange(100) % 10
 >>> loader = DataLoader((x_train, y_train), batch_size=64, shuffle=True, seed=0)
->>> for xb, yb in loader: ...
->>> convcore.fit(model, loss, opt, loader, epochs=5)
+>>> [(xb.shape, yb.shape) for xb, yb in loader]
+[((64, 1, 28, 28), (64,)), ((36, 1, 28, 28), (36,))]
+
+``convcore.fit(model, loss, optimizer, loader, epochs=5)`` trains on it.
 """
 
 from __future__ import annotations
@@ -28,9 +34,33 @@ from .transforms import _call
 
 
 class EpochOrder:
-    """Per-epoch permutations of ``n`` samples from an int ``seed``: epoch ``e``'s order is the
-    ``(e + 1)``-th ``permutation(n)`` of ``default_rng(seed)``. Consecutive epochs draw on; a
-    jump (a resumed training) replays the draws before it."""
+    """Per-epoch permutations of ``n`` samples from an int ``seed``.
+
+    ``order(e)`` is epoch ``e``'s order: the ``(e + 1)``-th ``permutation(n)`` of
+    ``numpy.random.default_rng(seed)``, so it depends on ``(seed, e)`` only. Consecutive epochs
+    draw on; a jump (a resumed training) replays the draws before it. ``DataLoader`` and
+    ``convcore.fit`` (with an int ``seed``) shuffle with it.
+
+    Parameters
+    ----------
+    seed : int
+    n : int
+        The number of samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.data import EpochOrder
+    >>> order = EpochOrder(seed=0, n=6)
+    >>> first, second = order(0), order(1)
+    >>> sorted(second.tolist())
+    [0, 1, 2, 3, 4, 5]
+    >>> rng = np.random.default_rng(0)
+    >>> bool((first == rng.permutation(6)).all() and (second == rng.permutation(6)).all())
+    True
+    >>> bool((order(0) == first).all())   # going back replays the draws
+    True
+    """
 
     def __init__(self, seed: int, n: int):
         self.seed, self.n = int(seed), int(n)
@@ -59,9 +89,36 @@ def _take(a: np.ndarray, idx) -> np.ndarray:
 
 
 class ArrayDataset:
-    """Arrays (ndarrays or memmaps) of equal length indexed together, like torch's
-    ``TensorDataset``: ``ds[i]`` is a tuple of the arrays' items, ``ds[index_array]`` a tuple of
-    batches."""
+    """Arrays (ndarrays or memmaps) of equal length indexed together, as torch's ``TensorDataset``.
+
+    ``ds[i]`` is a tuple of the arrays' items, ``ds[index_array]`` a tuple of batches (a memmap
+    is read in increasing position order, then the batch put back in the order asked). Arrays
+    are not copied; other array-likes are converted with ``numpy.asarray``.
+
+    Parameters
+    ----------
+    *arrays : array_like
+        At least one, each with the same first (sample) dimension.
+
+    Raises
+    ------
+    ValueError
+        No arrays, a 0-d array, or arrays of different lengths.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.data import ArrayDataset
+    >>> ds = ArrayDataset(np.arange(10.0).reshape(5, 2), np.arange(5))
+    >>> len(ds)
+    5
+    >>> x, y = ds[1]
+    >>> x.tolist(), int(y)
+    ([2.0, 3.0], 1)
+    >>> xb, yb = ds[np.array([4, 0])]
+    >>> xb.shape, yb.tolist()
+    ((2, 2), [4, 0])
+    """
 
     def __init__(self, *arrays):
         if not arrays:
@@ -106,7 +163,41 @@ class DataLoader:
 
     Yields
     ------
-    tuple of arrays per batch (the single array when the dataset is one array)
+    tuple of ndarray, or ndarray
+        One batch per iteration step: a tuple of arrays (the single array when the dataset is
+        one array or yields single arrays).
+
+    Raises
+    ------
+    TypeError
+        ``dataset`` of an unsupported type, ``transform`` not callable, or ``batch_size``,
+        ``seed``, ``shuffle`` or ``drop_last`` of the wrong type.
+    ValueError
+        ``batch_size`` < 1 or a negative ``seed``.
+
+    Notes
+    -----
+    As ``torch.utils.data.DataLoader`` without worker processes; the differences: the shuffle
+    order is a function of ``(seed, epoch)`` (``set_epoch`` sets the epoch, as
+    ``DistributedSampler.set_epoch``), and ``transform`` applies to whole batches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import transforms
+    >>> from convcore.data import DataLoader
+    >>> x = np.zeros((10, 1, 4, 4), np.float32)
+    >>> y = np.arange(10)
+    >>> loader = DataLoader((x, y), batch_size=4, shuffle=True, seed=0, drop_last=True,
+    ...                     transform=transforms.RandomHorizontalFlip())
+    >>> len(loader)
+    2
+    >>> [yb.shape for xb, yb in loader]
+    [(4,), (4,)]
+    >>> first = [yb.tolist() for _, yb in loader]   # epoch 1: another order
+    >>> loader.set_epoch(1)
+    >>> [yb.tolist() for _, yb in loader] == first  # epoch 1 again: the same order
+    True
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed=None, drop_last: bool = False,

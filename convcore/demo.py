@@ -68,7 +68,8 @@ def run(args) -> int:
     ae_hist = convcore.fit(ae, nn.MSELoss(), optim.Adam(ae.parameters(), lr=2e-3), xt, xt, epochs=args.ae_epochs,
                            batch_size=64, seed=args.seed, progress=progress)
     rec = ae.reconstruction_error(xs)
-    print(f"  reconstruction MSE per pixel: {rec.mean():.4f} (train loss {ae_hist.loss[0]:.4f} -> {ae_hist.loss[-1]:.4f})")
+    print(f"  reconstruction MSE per pixel: {rec.mean():.4f} "
+          f"(train loss {ae_hist.loss[0]:.4f} -> {ae_hist.loss[-1]:.4f})")
     clf = convcore.models.classifier_from_encoder(ae.encoder, 10, freeze=True)
     # lr 1e-3: held-out accuracy climbs smoothly to ~0.91; at 3e-3 it jumps by +-0.01 between epochs
     head_hist = convcore.fit(clf, ce, optim.Adam(clf.parameters(), lr=1e-3), xt, yt, epochs=args.head_epochs,

@@ -15,8 +15,36 @@ from .nn.module import loading
 
 
 def lenet(num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, rng=None) -> nn.Sequential:
-    """conv 5x5 x32 - ReLU - maxpool 2 - conv 5x5 x64 - ReLU - maxpool 2 - linear 128 - ReLU -
-    dropout - linear ``num_classes``, for (N, in_channels, 28, 28) input; outputs logits."""
+    """A LeNet-style convolutional classifier for 28x28 images (MNIST), outputting logits.
+
+    conv 5x5 x32 - ReLU - maxpool 2 - conv 5x5 x64 - ReLU - maxpool 2 - linear 128 - ReLU -
+    dropout - linear ``num_classes``, for (N, in_channels, 28, 28) input.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+    in_channels : int, default 1
+    dropout : float, default 0.5
+        The dropout probability before the last layer.
+    rng : numpy.random.Generator or int, optional
+        The initialisation's generator or seed (default: convcore's generator, see
+        ``convcore.manual_seed``).
+
+    Returns
+    -------
+    Sequential
+        Input (N, in_channels, 28, 28) -> logits (N, num_classes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> model = models.lenet(rng=0)
+    >>> model.num_parameters()
+    454922
+    >>> model(np.zeros((2, 1, 28, 28), np.float32)).shape
+    (2, 10)
+    """
     return nn.Sequential(
         nn.Conv2d(in_channels, 32, 5, padding=2, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 5, padding=2, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
@@ -36,7 +64,39 @@ def _conv(cin, cout, k, stride, rng):
 
 @nn.register
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and a residual connection (ResNet-18/34)."""
+    """Two 3x3 convolutions with batch norm and a residual connection (ResNet-18/34).
+
+    torchvision's ``BasicBlock``: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + identity)``, where
+    ``identity`` is ``x`` or, with ``downsample``, a strided 1x1 convolution and batch norm of it.
+
+    Parameters
+    ----------
+    inplanes : int
+        Input channels.
+    planes : int
+        Output channels.
+    stride : int, default 1
+        The stride of the first convolution (and of the downsample path).
+    downsample : bool, default False
+        Project the identity (needed when ``stride != 1`` or ``inplanes != planes``).
+    rng : numpy.random.Generator or int, optional
+        The initialisation's generator or seed (default: convcore's generator, see
+        ``convcore.manual_seed``).
+
+    Shape
+    -----
+    (N, inplanes, H, W) -> (N, planes, ceil(H / stride), ceil(W / stride))
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> block = models.BasicBlock(16, 32, stride=2, downsample=True, rng=0)
+    >>> block.num_parameters()
+    14528
+    >>> block(np.zeros((1, 16, 8, 8), np.float32)).shape
+    (1, 32, 4, 4)
+    """
 
     expansion = 1
 
@@ -64,7 +124,38 @@ class BasicBlock(nn.Module):
 @nn.register
 class Bottleneck(nn.Module):
     """1x1 - 3x3 - 1x1 convolutions with batch norm and a residual connection (ResNet-50/101/152;
-    the stride sits on the 3x3 convolution, as in torchvision)."""
+    the stride sits on the 3x3 convolution, as in torchvision).
+
+    The block widens its output to ``planes * 4`` channels (``expansion``).
+
+    Parameters
+    ----------
+    inplanes : int
+        Input channels.
+    planes : int
+        Channels of the inner convolutions; the output has ``4 * planes``.
+    stride : int, default 1
+        The stride of the 3x3 convolution (and of the downsample path).
+    downsample : bool, default False
+        Project the identity (needed when ``stride != 1`` or ``inplanes != 4 * planes``).
+    rng : numpy.random.Generator or int, optional
+        The initialisation's generator or seed (default: convcore's generator, see
+        ``convcore.manual_seed``).
+
+    Shape
+    -----
+    (N, inplanes, H, W) -> (N, 4 * planes, ceil(H / stride), ceil(W / stride))
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> block = models.Bottleneck(64, 16, rng=0)
+    >>> block.num_parameters()
+    4544
+    >>> block(np.zeros((1, 64, 8, 8), np.float32)).shape
+    (1, 64, 8, 8)
+    """
 
     expansion = 4
 
@@ -96,7 +187,7 @@ def _downsample(cin, cout, stride, rng):
     return nn.Sequential(_conv(cin, cout, 1, stride, rng), nn.BatchNorm2d(cout))
 
 
-_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+_BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 @nn.register
@@ -114,9 +205,26 @@ class ResNet(nn.Module):
     zero_init_residual : start each block's last batch norm at zero (torchvision's option)
     rng : numpy Generator or int seed for the initialisation
 
+    Raises
+    ------
+    ValueError
+        An unknown ``block`` or ``stem``, or ``layers`` empty or holding a count below 1.
+
     Shape
     -----
     input (N, in_channels, H, W) -> logits (N, num_classes)
+
+    Examples
+    --------
+    A small ResNet for 32x32 images:
+
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> model = models.ResNet("basic", [1, 1], num_classes=10, width=8, stem="small", rng=0)
+    >>> [name for name, _ in model.named_children()]
+    ['conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'avgpool', 'fc']
+    >>> model(np.zeros((2, 3, 32, 32), np.float32)).shape
+    (2, 10)
     """
 
     def __init__(self, block="basic", layers=(2, 2, 2, 2), num_classes: int = 1000, in_channels: int = 3,
@@ -180,17 +288,110 @@ class ResNet(nn.Module):
 
 
 def resnet18(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
-    """ResNet-18 (torchvision's layout: ``load_state_dict`` takes a torchvision ResNet-18's weights)."""
+    """ResNet-18: basic blocks, [2, 2, 2, 2] per stage.
+
+    The modules, their names and the initialisation are torchvision's, so the ``state_dict`` keys
+    match and ``load_state_dict`` takes a torchvision ResNet-18's weights (converted to arrays);
+    ``resnet18()`` has torchvision's 11,689,512 parameters.
+
+    Parameters
+    ----------
+    num_classes : int, default 1000
+    in_channels : int, default 3
+    **kwargs
+        ``ResNet``'s other arguments: ``width``, ``stem``, ``zero_init_residual``, ``rng``.
+
+    Returns
+    -------
+    ResNet
+
+    Raises
+    ------
+    ValueError
+        An unknown ``stem``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> model = models.resnet18(num_classes=10, stem="small", width=16, rng=0)
+    >>> model.num_parameters()
+    701466
+    >>> model(np.zeros((1, 3, 32, 32), np.float32)).shape
+    (1, 10)
+    >>> [k for k in model.state_dict() if k.startswith("layer2.0.downsample")][:2]
+    ['layer2.0.downsample.0.weight', 'layer2.0.downsample.1.weight']
+    """
     return ResNet("basic", [2, 2, 2, 2], num_classes, in_channels, **kwargs)
 
 
 def resnet34(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
-    """ResNet-34 (torchvision's layout)."""
+    """ResNet-34: basic blocks, [3, 4, 6, 3] per stage.
+
+    The modules, their names and the initialisation are torchvision's, so the ``state_dict`` keys
+    match and ``load_state_dict`` takes a torchvision ResNet-34's weights (converted to arrays);
+    ``resnet34()`` has torchvision's 21,797,672 parameters.
+
+    Parameters
+    ----------
+    num_classes : int, default 1000
+    in_channels : int, default 3
+    **kwargs
+        ``ResNet``'s other arguments: ``width``, ``stem``, ``zero_init_residual``, ``rng``.
+
+    Returns
+    -------
+    ResNet
+
+    Raises
+    ------
+    ValueError
+        An unknown ``stem``.
+
+    Examples
+    --------
+    >>> from convcore import models
+    >>> model = models.resnet34(num_classes=10, width=8, rng=0)
+    >>> model.num_parameters()
+    336114
+    >>> len(model.layer3)
+    6
+    """
     return ResNet("basic", [3, 4, 6, 3], num_classes, in_channels, **kwargs)
 
 
 def resnet50(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
-    """ResNet-50 (torchvision's layout, bottleneck blocks)."""
+    """ResNet-50: bottleneck blocks, [3, 4, 6, 3] per stage.
+
+    The modules, their names and the initialisation are torchvision's, so the ``state_dict`` keys
+    match and ``load_state_dict`` takes a torchvision ResNet-50's weights (converted to arrays);
+    ``resnet50()`` has torchvision's 25,557,032 parameters.
+
+    Parameters
+    ----------
+    num_classes : int, default 1000
+    in_channels : int, default 3
+    **kwargs
+        ``ResNet``'s other arguments: ``width``, ``stem``, ``zero_init_residual``, ``rng``.
+
+    Returns
+    -------
+    ResNet
+
+    Raises
+    ------
+    ValueError
+        An unknown ``stem``.
+
+    Examples
+    --------
+    >>> from convcore import models
+    >>> model = models.resnet50(num_classes=10, width=8, rng=0)
+    >>> model.num_parameters()
+    376722
+    >>> type(model.layer1[0]).__name__, model.fc.in_features
+    ('Bottleneck', 256)
+    """
     return ResNet("bottleneck", [3, 4, 6, 3], num_classes, in_channels, **kwargs)
 
 
@@ -204,6 +405,37 @@ def conv_autoencoder(latent_dim: int = 32, in_shape=(1, 28, 28), noise_std: floa
     Encoder: conv 3x3 x16 (stride 2) - ReLU - conv 3x3 x32 (stride 2) - ReLU - flatten - linear to
     ``latent_dim``. Decoder: linear - ReLU - unflatten - ConvTranspose 4x4 x16 (stride 2) - ReLU -
     Upsample x2 - conv 3x3 to C - Sigmoid (pixels in [0, 1]).
+
+    Parameters
+    ----------
+    latent_dim : int, default 32
+    in_shape : (C, H, W), default (1, 28, 28)
+    noise_std : float, default 0
+        Gaussian input noise in training mode (a denoising autoencoder).
+    rng : numpy.random.Generator or int, optional
+        The generator or seed of the initialisation and the noise (default: convcore's generator, see
+        ``convcore.manual_seed``).
+
+    Returns
+    -------
+    Autoencoder
+        ``encode(x)`` gives (N, latent_dim); ``forward`` reconstructs (N, C, H, W).
+
+    Raises
+    ------
+    ValueError
+        H or W not divisible by 4, or a negative ``noise_std``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> ae = models.conv_autoencoder(latent_dim=8, rng=0)
+    >>> x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    >>> ae.encode(x).shape, ae(x).shape
+    ((2, 8), (2, 1, 28, 28))
+    >>> ae.reconstruction_error(x).shape
+    (2,)
     """
     c, h, w = in_shape
     if h % 4 or w % 4:
@@ -236,6 +468,36 @@ class UNetAutoencoder(nn.Module):
 
     ``encode(x)`` returns the bottleneck features (N, base * 2**depth, H / 2**depth, W / 2**depth).
     H and W must be divisible by ``2**depth``.
+
+    Parameters
+    ----------
+    in_channels : int, default 1
+    base_channels : int, default 16
+        Channels of the first stage; stage ``i`` has ``base_channels * 2**i``.
+    depth : int, default 2
+        The number of pooling stages, at least 1.
+    rng : numpy.random.Generator or int, optional
+        The initialisation's generator or seed (default: convcore's generator, see
+        ``convcore.manual_seed``).
+
+    Raises
+    ------
+    ValueError
+        ``depth < 1``; when called, an input that is not 4-D or whose H or W is not divisible by
+        ``2**depth``.
+
+    Shape
+    -----
+    (N, in_channels, H, W) -> (N, in_channels, H, W), values in (0, 1)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> unet = models.UNetAutoencoder(in_channels=1, base_channels=4, depth=2, rng=0)
+    >>> x = np.zeros((2, 1, 16, 16), np.float32)
+    >>> unet(x).shape, unet.encode(x).shape
+    ((2, 1, 16, 16), (2, 16, 4, 4))
     """
 
     def __init__(self, in_channels: int = 1, base_channels: int = 16, depth: int = 2, rng=None):
@@ -283,7 +545,34 @@ class UNetAutoencoder(nn.Module):
 
 
 def unet_autoencoder(in_channels: int = 1, base_channels: int = 16, depth: int = 2, rng=None) -> UNetAutoencoder:
-    """A U-Net autoencoder (see ``UNetAutoencoder``)."""
+    """A U-Net autoencoder: ``UNetAutoencoder(in_channels, base_channels, depth, rng=rng)``.
+
+    Parameters
+    ----------
+    in_channels : int, default 1
+    base_channels : int, default 16
+    depth : int, default 2
+    rng : numpy.random.Generator or int, optional
+        The initialisation's generator or seed (default: convcore's generator, see
+        ``convcore.manual_seed``).
+
+    Returns
+    -------
+    UNetAutoencoder
+
+    Raises
+    ------
+    ValueError
+        ``depth < 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> unet = models.unet_autoencoder(base_channels=4, depth=1, rng=0)
+    >>> unet(np.zeros((1, 1, 8, 8), np.float32)).shape
+    (1, 1, 8, 8)
+    """
     return UNetAutoencoder(in_channels, base_channels, depth, rng=rng)
 
 
@@ -322,6 +611,46 @@ def classifier_from_encoder(encoder: nn.Module, num_classes: int = 10, freeze: b
     spatial outputs are flattened first. With ``freeze`` the encoder's parameters are frozen:
     training then computes gradients for the head only, and backward stops at the head (the
     encoder's calls are not visited at all).
+
+    Parameters
+    ----------
+    encoder : Module
+        For example an autoencoder's ``encoder``, after pretraining.
+    num_classes : int, default 10
+    freeze : bool, default True
+        Freeze the encoder's parameters (in place).
+    input_shape : tuple of int, optional
+        One sample's shape, needed when the encoder does not end in a Linear.
+    rng : numpy.random.Generator or int, optional
+        The head's initialisation.
+
+    Returns
+    -------
+    Sequential
+        ``encoder`` (shared, not copied), a ``Flatten`` when needed, and the head.
+
+    Raises
+    ------
+    TypeError
+        ``encoder`` is not a Module.
+    ValueError
+        ``num_classes`` is not a positive int, or the encoder's output width cannot be told
+        without ``input_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import models
+    >>> ae = models.conv_autoencoder(latent_dim=8, rng=0)
+    >>> clf = models.classifier_from_encoder(ae.encoder, num_classes=10, rng=0)
+    >>> clf.num_parameters(trainable_only=True)   # the head: 8 * 10 weights + 10 biases
+    90
+    >>> clf(np.zeros((2, 1, 28, 28), np.float32)).shape
+    (2, 10)
+    >>> unet = models.UNetAutoencoder(base_channels=4, depth=1, rng=0)
+    >>> head = models.classifier_from_encoder(unet.bottleneck, input_shape=(4, 8, 8), rng=0)
+    >>> head(np.zeros((2, 4, 8, 8), np.float32)).shape
+    (2, 10)
     """
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"classifier_from_encoder: encoder must be a Module; received {type(encoder).__name__}")

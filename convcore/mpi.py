@@ -29,7 +29,49 @@ __all__ = ["DataParallel"]
 
 
 class DataParallel:
-    """Keep ``model`` identical on every rank of ``comm`` and train it on sharded batches."""
+    """Keep ``model`` identical on every rank of ``comm`` and train it on sharded batches.
+
+    In the spirit of ``torch.nn.parallel.DistributedDataParallel``, but explicit: construction
+    broadcasts the parameters and buffers from ``root``, ``step`` runs one synchronous step
+    (forward and backward on this rank's shard, one ``Allreduce`` of the gradients weighted by
+    each shard's share of the batch, the same optimizer step everywhere, batch norm statistics
+    averaged), and ``fit`` loops over epochs. Every rank must make the same calls.
+
+    Parameters
+    ----------
+    model : Module
+        The model, built the same way on every rank (its values are replaced by root's).
+    comm : mpi4py.MPI.Comm, optional
+        The communicator (default ``MPI.COMM_WORLD``).
+    root : int, default 0
+        The rank whose parameters and buffers are broadcast.
+    seed : int, default 0
+        Dropout layers draw from generators seeded with ``(seed, rank, index)``.
+
+    Attributes
+    ----------
+    rank, size : int
+        This process's rank and the number of ranks.
+
+    Examples
+    --------
+    In a script run as ``mpiexec -n 2 python train.py``:
+
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import nn, optim
+    >>> from convcore.mpi import DataParallel
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> dp = DataParallel(model)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> history = dp.fit(nn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=8)
+    >>> len(history.loss)
+    2
+
+    Without ``mpiexec`` the world has one rank and this runs as ordinary training.
+    """
 
     def __init__(self, model: Module, comm=None, root: int = 0, seed: int = 0):
         self.model = model
@@ -59,7 +101,13 @@ class DataParallel:
 
     def allreduce_gradients(self, weight: float = 1.0) -> None:
         """Replace every trainable gradient by the sum over ranks of ``weight * grad`` (one
-        Allreduce of one flat buffer; a missing gradient counts as zeros)."""
+        Allreduce of one flat buffer; a missing gradient counts as zeros).
+
+        Parameters
+        ----------
+        weight : float, default 1.0
+            This rank's factor (``step`` passes its shard's share of the global batch).
+        """
         params = self._trainable()
         if not params:
             return
@@ -75,7 +123,23 @@ class DataParallel:
 
     def step(self, loss, optimizer, x_shard, y_shard, global_batch: int) -> float:
         """One synchronous step on this rank's shard of a global batch of ``global_batch`` samples.
-        Returns the global mean loss."""
+
+        Parameters
+        ----------
+        loss : callable
+            A loss with a mean reduction (``nn.CrossEntropyLoss()``).
+        optimizer : Optimizer
+            Over ``model``'s parameters; every rank steps it identically.
+        x_shard, y_shard : ndarray
+            This rank's part of the batch (may be empty).
+        global_batch : int
+            The samples of the batch over all ranks.
+
+        Returns
+        -------
+        float
+            The global mean loss.
+        """
         optimizer.zero_grad()
         value = loss(self.model(x_shard), y_shard) if len(x_shard) else 0.0
         if len(x_shard):
@@ -89,7 +153,26 @@ class DataParallel:
     def fit(self, loss, optimizer, x, y, epochs: int = 1, batch_size: int = 64, seed: int = 0,
             shuffle: bool = True) -> History:
         """Train on ``(x, y)`` (the full data, identical on every rank): each global batch of
-        ``batch_size`` samples is split into ``size`` contiguous shards, one per rank."""
+        ``batch_size`` samples is split into ``size`` contiguous shards, one per rank.
+
+        Parameters
+        ----------
+        loss : callable
+        optimizer : Optimizer
+        x, y : ndarray
+            The whole training set, the same on every rank.
+        epochs : int, default 1
+        batch_size : int, default 64
+            The global batch size.
+        seed : int, default 0
+            The shuffle order (the same on every rank).
+        shuffle : bool, default True
+
+        Returns
+        -------
+        History
+            Only ``history.loss`` (the global mean loss per epoch) is filled.
+        """
         history = History()
         rng = _random.resolve_rng(seed)  # same seed on every rank: same order everywhere
         self.model.train()

@@ -23,6 +23,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -42,7 +43,20 @@ _NPY_HEADER_MAX = 1 << 16     # bytes of an .npy member before its data
 
 
 class ModelFileError(ValueError):
-    """The file is not a valid convcore model file (truncated, corrupted, wrong version, unsafe)."""
+    """The file is not a valid convcore model file (truncated, corrupted, wrong version, unsafe).
+
+    Raised by ``load``; the message starts with the file's name. A subclass of ``ValueError``.
+
+    Examples
+    --------
+    >>> import io
+    >>> import convcore
+    >>> try:
+    ...     convcore.load(io.BytesIO(b"not a model"))
+    ... except convcore.ModelFileError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, ValueError))
+    ModelFileError True
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,17 +64,47 @@ class ModelFileError(ValueError):
 
 
 def save(model: Module, path) -> None:
-    """Write ``model`` (architecture, parameters, buffers and frozen parameters) to ``path``
-    (.npz), a file name or a binary file object.
+    """Write ``model`` (architecture, parameters, buffers and frozen parameters) to one ``.npz`` file.
+
+    Unlike ``torch.save`` the file holds no pickle: the architecture is JSON (from each module's
+    registered type and ``get_config``), the arrays are ``.npy`` members named by their
+    ``state_dict`` keys, so ``numpy.load`` reads them too. ``load`` rebuilds the model.
 
     A file name is written atomically: the previous file stays intact if anything fails.
+
+    Parameters
+    ----------
+    model : Module
+    path : str, path-like or binary file object
+        The destination; the name is used as given (``.npz`` is not appended).
 
     Raises
     ------
     TypeError
         ``model`` is not a Module.
     ValueError
-        The model holds a module type that is not registered (see ``convcore.nn.register``).
+        The model holds a module type that is not registered (see ``convcore.nn.register``), a
+        parameter is named ``__architecture__``, or ``path`` exists and is not a regular file.
+    OSError
+        The file cannot be written.
+
+    See Also
+    --------
+    load
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import convcore
+    >>> model = convcore.models.lenet(rng=0)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "lenet.npz")
+    >>> convcore.save(model, path)
+    >>> sorted(np.load(path))[:3]
+    ['0.bias', '0.weight', '10.bias']
+    >>> tmp.cleanup()
     """
     if not isinstance(model, Module):
         raise TypeError(f"save expects a convcore.nn.Module; received {type(model).__name__}")
@@ -71,9 +115,9 @@ def save(model: Module, path) -> None:
         raise ValueError(f"a parameter is named {_ARCH_KEY!r}, which the file format reserves")
     blob = np.frombuffer(json.dumps(arch).encode("utf-8"), dtype=np.uint8)
     if hasattr(path, "write"):  # a binary file object
-        np.savez(path, **{_ARCH_KEY: blob}, **arrays)
+        np.savez(path, **{_ARCH_KEY: blob}, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
         return
-    _atomic_write(Path(os.fspath(path)), lambda f: np.savez(f, **{_ARCH_KEY: blob}, **arrays))
+    _atomic_write(Path(os.fspath(path)), lambda f: np.savez(f, **{_ARCH_KEY: blob}, **arrays))  # type: ignore[arg-type]
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -109,7 +153,7 @@ def _atomic_write(path: Path, write) -> None:
 # load
 
 
-def _fail(path, message: str, cause: BaseException | None = None):
+def _fail(path, message: str, cause: BaseException | None = None) -> NoReturn:
     err = ModelFileError(f"{path}: {message}")
     if cause is not None:
         raise err from cause
@@ -265,7 +309,18 @@ def _build(arch, path, budget: int) -> Module:
 def load(path) -> Module:
     """Rebuild a model saved by ``save``; returned in eval mode.
 
-    Custom module types must be registered (``convcore.nn.register``) before loading.
+    Custom module types must be registered (``convcore.nn.register``) before loading. Nothing
+    from the file is executed, and no more memory is allocated than the file can hold (see the
+    module docstring), so an untrusted file can be loaded safely; frozen parameters stay frozen.
+
+    Parameters
+    ----------
+    path : str, path-like or binary file object
+
+    Returns
+    -------
+    Module
+        The model, in eval mode, with the file's dtype (float32 or float64).
 
     Raises
     ------
@@ -273,6 +328,26 @@ def load(path) -> Module:
         Missing/unknown architecture, wrong format or version, unknown module type, missing or
         unexpected arrays, mis-shaped or wrongly typed arrays, sizes the file cannot hold,
         truncated or corrupted file, pickles.
+
+    See Also
+    --------
+    save
+
+    Examples
+    --------
+    >>> import io
+    >>> import numpy as np
+    >>> import convcore
+    >>> model = convcore.models.lenet(rng=0)
+    >>> buffer = io.BytesIO()
+    >>> convcore.save(model, buffer)
+    >>> _ = buffer.seek(0)
+    >>> copy = convcore.load(buffer)
+    >>> type(copy).__name__, copy.training
+    ('Sequential', False)
+    >>> x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    >>> bool(np.array_equal(convcore.predict(copy, x), convcore.predict(model, x)))
+    True
     """
     source = path if hasattr(path, "read") else Path(path)
     if not hasattr(source, "read"):

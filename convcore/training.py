@@ -2,31 +2,28 @@
 conveniences (callbacks, validation split, class and sample weights, verbose logs, ``History``)
 on PyTorch's objects (modules, losses, optimizers, schedulers).
 
-Data
-----
-``x``/``y`` arrays (memmaps included, read batch by batch), or any re-iterable of batches: a
-``convcore.data.DataLoader``, a list of ``(x, y)`` tuples, a generator function (called once per
-epoch), an object with ``__iter__``. A batch is ``(x, y)`` or ``(x, y, sample_weight)`` (for
-``predict``, ``x`` alone or a tuple whose first item is ``x``). A one-shot generator object
-serves one epoch, or ``steps_per_epoch`` batches per epoch. Inputs must be float32/float64:
-integer images are refused with a pointer to ``convcore.transforms.ToFloat``.
+Notes
+-----
+**Data.** ``x``/``y`` arrays (memmaps included, read batch by batch), or any re-iterable of
+batches: a ``convcore.data.DataLoader``, a list of ``(x, y)`` tuples, a generator function
+(called once per epoch), an object with ``__iter__``. A batch is ``(x, y)`` or
+``(x, y, sample_weight)`` (for ``predict``, ``x`` alone or a tuple whose first item is ``x``). A
+one-shot generator object serves one epoch, or ``steps_per_epoch`` batches per epoch. Inputs must
+be float32/float64: integer images are refused with a pointer to ``convcore.transforms.ToFloat``.
 
-Reproducibility and resuming
-----------------------------
-With an int ``seed`` the shuffle order of epoch ``e`` is the ``(e + 1)``-th permutation drawn
-from ``numpy.random.default_rng(seed)``: it depends on (seed, epoch) only, so
-``fit(..., epochs=10, initial_epoch=4, seed=0)`` after a ``ModelCheckpoint`` restore reproduces
-the uninterrupted run bitwise (see ``convcore.callbacks``). ``seed=None`` draws from convcore's
-generator (``convcore.manual_seed``), a Generator from itself, one epoch after the other.
+**Reproducibility and resuming.** With an int ``seed`` the shuffle order of epoch ``e`` is the
+``(e + 1)``-th permutation drawn from ``numpy.random.default_rng(seed)``: it depends on (seed,
+epoch) only, so ``fit(..., epochs=10, initial_epoch=4, seed=0)`` after a ``ModelCheckpoint``
+restore reproduces the uninterrupted run bitwise (see ``convcore.callbacks``). ``seed=None``
+draws from convcore's generator (``convcore.manual_seed``), a Generator from itself, one epoch
+after the other.
 
-Logs
-----
-``verbose=1`` (default, also ``"auto"``): a progress bar when the output is a terminal, else one
-line per epoch with the loss and metrics; ``verbose=2``: always one line per epoch; ``0``:
-silent. The ``History`` returned holds ``history.history`` (Keras's dict of per-epoch lists:
-``loss``, ``accuracy`` for classification only, ``val_loss``, ``val_accuracy``,
-``learning_rate`` with a scheduler, and whatever callbacks add), ``history.epoch`` and
-``history.seconds``.
+**Logs.** ``verbose=1`` (default, also ``"auto"``): a progress bar when the output is a
+terminal, else one line per epoch with the loss and metrics; ``verbose=2``: always one line per
+epoch; ``0``: silent. The ``History`` returned holds ``history.history`` (Keras's dict of
+per-epoch lists: ``loss``, ``accuracy`` for classification only, ``val_loss``,
+``val_accuracy``, ``learning_rate`` with a scheduler, and whatever callbacks add),
+``history.epoch`` and ``history.seconds``.
 """
 
 from __future__ import annotations
@@ -50,10 +47,37 @@ from .nn.loss import CrossEntropyLoss, NLLLoss, _Loss
 
 
 class History:
-    """What ``fit`` returns (Keras's ``History``): ``history`` maps each logged quantity to its
-    per-epoch values, ``epoch`` lists the epochs run (0-based), ``seconds`` their durations.
+    """What ``fit`` returns (Keras's ``History``).
 
-    The quantities are also attributes: ``h.loss`` is ``h.history["loss"]``.
+    The logged quantities are also attributes: ``h.loss`` is ``h.history["loss"]``; asking for
+    one that was not logged raises ``AttributeError`` naming those that were.
+
+    Attributes
+    ----------
+    history : dict of str to list
+        Each logged quantity (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
+        ``learning_rate``, and what callbacks add) to its per-epoch values.
+    epoch : list of int
+        The epochs run (0-based; they start at ``initial_epoch`` when resuming).
+    seconds : list of float
+        Their durations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> history = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=3, verbose=0)
+    >>> history
+    History(epochs=3, keys=['loss', 'accuracy'])
+    >>> history.epoch, len(history.loss), len(history.seconds)
+    ([0, 1, 2], 3, 3)
+    >>> sorted(history.as_dict())
+    ['accuracy', 'loss', 'seconds']
     """
 
     def __init__(self):
@@ -364,8 +388,40 @@ def _resolve_verbose(verbose, progress, what) -> int:
 
 
 class Trainer:
-    """What callbacks see of a running ``fit`` (``callback.trainer``): the model, optimizer, loss,
-    callbacks, the current ``epoch``, the ``history`` so far, and ``training_state()``."""
+    """What callbacks see of a running ``fit`` (``callback.trainer``), made by ``fit`` itself.
+
+    Parameters
+    ----------
+    model : Module
+    loss : callable
+    optimizer : Optimizer
+    callbacks : list of Callback
+    params : dict
+        ``epochs``, ``initial_epoch``, ``steps``, ``samples``, ``batch_size``, ``verbose``,
+        ``do_validation``.
+    history : History
+        The history so far (updated after each epoch).
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch running.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> seen = []
+    >>> spy = callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(spy.trainer.epoch))
+    >>> _ = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, verbose=0, callbacks=[spy])
+    >>> seen
+    [0, 1]
+    """
 
     def __init__(self, model, loss, optimizer, callbacks, params, history):
         self.model, self.loss, self.optimizer = model, loss, optimizer
@@ -402,58 +458,88 @@ def fit(model: Module, loss, optimizer, x, y=None, epochs: int = 1, batch_size: 
         shuffle: bool = True, seed=None, progress=None, *, callbacks=None, validation_split: float = 0.0,
         initial_epoch: int = 0, class_weight=None, sample_weight=None, verbose="auto", steps_per_epoch=None,
         validation_batch_size=None) -> History:
-    """Train ``model`` on mini-batches; returns a ``History``.
+    """Train ``model`` on mini-batches, as Keras's ``Model.fit``; returns a ``History``.
 
     Each step: forward, loss, ``loss.backward()``, ``model.backward`` without asking for the
     input gradient (a first convolution skips its col2im, a frozen prefix is skipped entirely),
-    ``optimizer.step()``.
+    ``optimizer.step()``. The model is in training mode during the epochs (each submodule's
+    mode is restored afterwards) and in eval mode for validation.
 
     Parameters
     ----------
     model, loss, optimizer
         A ``convcore.nn.Module``, a loss instance (``nn.CrossEntropyLoss()``), an optimizer.
-    x, y : arrays, or x an iterable of batches (see the module docstring) and y None
-    epochs : int
+    x : ndarray, or an iterable of batches
+        Float32/float64 inputs (N, ...) (memmaps are read batch by batch), or a re-iterable of
+        ``(x, y)`` / ``(x, y, sample_weight)`` batches, a generator function, a one-shot iterator
+        (see the module docstring); then ``y`` is None.
+    y : ndarray, optional
+        Targets (N, ...): class labels for classification losses; ``x`` for an autoencoder.
+    epochs : int, default 1
         The epoch to stop at (Keras's meaning: with ``initial_epoch=3, epochs=10`` seven run).
-    batch_size : int, default 64 (arrays only)
+    batch_size : int, default 64
+        Arrays only (a loader batches itself).
     validation_data : (x, y), (x, y, sample_weight), or an iterable of batches, optional
-    shuffle : bool, default True (arrays only; a loader shuffles itself)
+        Evaluated after every epoch (``val_loss``, ``val_accuracy``).
+    shuffle : bool, default True
+        Arrays only (a loader shuffles itself).
     seed : int, Generator or None
         The shuffle order; an int makes epoch ``e``'s order depend on (seed, e) only.
     progress : bool, optional
         The older switch: False is ``verbose=0``.
-    callbacks : list of ``convcore.callbacks.Callback`` or learning-rate schedulers
-    validation_split : float in [0, 1)
+    callbacks : list of Callback or LRScheduler, optional
+        ``convcore.callbacks`` callbacks and ``convcore.optim.lr_scheduler`` schedulers (stepped
+        by a ``SchedulerCallback``).
+    validation_split : float in [0, 1), default 0
         Hold out that fraction of the arrays (their last samples, before shuffling, as Keras).
-    initial_epoch : int
+    initial_epoch : int, default 0
         The epoch to start at (resuming).
     class_weight : dict {class: weight}, optional
-    sample_weight : array (N,), optional
+        Scales each sample's loss by its label's weight (missing classes weigh 1).
+    sample_weight : ndarray of shape (N,), optional
         Weighted batches give ``sum(w_i * loss_i) / batch size``.
-    verbose : 0, 1, 2 or "auto" (= 1)
+    verbose : {0, 1, 2, "auto"}, default "auto" (= 1)
+        1: a progress bar on terminals (tqdm), else one line per epoch; 2: one line per epoch;
+        0: silent.
     steps_per_epoch : int, optional
         Batches per epoch of an iterable (required to run several epochs on one generator object).
-    validation_batch_size : int, optional (default ``max(batch_size, 256)``)
+    validation_batch_size : int, optional
+        Default ``max(batch_size, 256)``.
 
     Returns
     -------
     History
+        Per-epoch logs (``history.history``), epochs run, durations.
 
     Raises
     ------
     TypeError
         A loss, optimizer or model class passed instead of an instance; non-float inputs
-        (integer images: see ``convcore.transforms.ToFloat``); a dtype mix of data and model.
+        (integer images: see ``convcore.transforms.ToFloat``); a dtype mix of data and model;
+        a missing ``y`` with arrays, or a ``y`` with an iterable; malformed batches.
     ValueError
-        No samples; NaN or inf in an input batch (named); mismatched lengths.
+        No samples; NaN or inf in an input batch (named); mismatched lengths; an argument out of
+        range (``epochs``, ``batch_size``, ``validation_split``, ``verbose``); ``validation_split``
+        with ``validation_data`` or with an iterable; an exhausted one-shot generator.
     FloatingPointError
         An update that would be NaN or infinite (a diverging learning rate), with the epoch and batch.
 
-    Example
-    -------
-    >>> history = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=20, validation_split=0.1,
-    ...                        callbacks=[callbacks.EarlyStopping(patience=3, restore_best_weights=True)])
-    >>> history.history["val_loss"]
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.5)
+    >>> history = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=10, batch_size=16, seed=0,
+    ...                        validation_split=0.25, verbose=0,
+    ...                        callbacks=[callbacks.EarlyStopping(patience=2, restore_best_weights=True)])
+    >>> sorted(history.history)
+    ['accuracy', 'loss', 'val_accuracy', 'val_loss']
+    >>> bool(history.loss[-1] < history.loss[0])
+    True
     """
     what = "fit"
     model = _check_model(model, what)
@@ -490,7 +576,7 @@ def fit(model: Module, loss, optimizer, x, y=None, epochs: int = 1, batch_size: 
                                  "training or validation set")
             validation_data = (x[cut:], y[cut:]) if w is None else (x[cut:], y[cut:], w[cut:])
             x, y, w = x[:cut], y[:cut], (None if w is None else w[:cut])
-        source = _ArraySource(x, y, w, batch_size, shuffle, seed)
+        source: _ArraySource | _IterableSource = _ArraySource(x, y, w, batch_size, shuffle, seed)
         n_samples = len(x)
     else:
         if y is not None:
@@ -615,13 +701,55 @@ def _x_batches(x, batch_size, what):
 def predict(model: Module, x, batch_size: int = 256, mc_dropout: int = 0, seed=None):
     """Model outputs (logits) for ``x``, batched, as in eval mode and under ``no_grad``.
 
-    ``x`` is an array (memmaps are read batch by batch) or an iterable of batches (arrays, or
-    tuples whose first item is the input). The model's ``training`` flags are not touched (eval
-    behaviour is forced for this thread only), so several threads may predict with one model.
+    Keras's ``Model.predict``; in PyTorch terms ``model.eval()`` and ``torch.no_grad()`` around
+    a batched forward. ``x`` is an array (memmaps are read batch by batch) or an iterable of
+    batches (arrays, or tuples whose first item is the input). The model's ``training`` flags
+    are not touched (eval behaviour is forced for this thread only), so several threads may
+    predict with one model. Eligible chains run a traced, fused inference plan.
 
     With ``mc_dropout=T > 0``: Monte-Carlo dropout. Dropout layers stay active (everything else,
     batch norm included, in eval mode) and the model runs ``T`` times; returns
     ``(mean_probabilities, std_probabilities)`` of the softmax outputs, each (N, K).
+
+    Parameters
+    ----------
+    model : Module
+    x : ndarray or iterable of batches
+        Float32/float64 inputs.
+    batch_size : int, default 256
+        Arrays only.
+    mc_dropout : int, default 0
+        The number of Monte-Carlo dropout passes; 0 for a plain prediction.
+    seed : int, Generator or None
+        The dropout masks' generator (``mc_dropout`` only).
+
+    Returns
+    -------
+    ndarray
+        The outputs, concatenated over the batches (an empty array for no batches).
+    (mean, std) : tuple of ndarray of shape (N, K), float64
+        With ``mc_dropout``: the mean and standard deviation of the softmax probabilities.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a Module; non-float inputs (integer images: see
+        ``convcore.transforms.ToFloat``).
+    ValueError
+        ``batch_size`` < 1, a negative ``mc_dropout``, ``mc_dropout`` with a model without
+        Dropout layers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> model = convcore.models.lenet(rng=0)
+    >>> x = np.zeros((3, 1, 28, 28), np.float32)
+    >>> convcore.predict(model, x).shape
+    (3, 10)
+    >>> mean, std = convcore.predict(model, x, mc_dropout=4, seed=0)
+    >>> mean.shape, bool(np.allclose(mean.sum(axis=1), 1.0))
+    ((3, 10), True)
     """
     what = "predict"
     model = _check_model(model, what)
@@ -694,8 +822,52 @@ def _score(loss, out, y, w, what) -> dict:
 
 
 def evaluate(model: Module, loss, x, y=None, batch_size: int = 256, sample_weight=None) -> dict:
-    """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` (or an iterable of batches) in eval
-    mode; ``accuracy`` only for classification losses (CrossEntropyLoss, NLLLoss)."""
+    """The loss (and accuracy) of ``model`` over ``(x, y)`` or an iterable of batches, in eval mode.
+
+    Keras's ``Model.evaluate``, returning a dict. The model's ``training`` flags are not touched
+    (as ``predict``). Over batches, the loss is computed once on the concatenated outputs, so it
+    equals the loss of the whole set (with the loss's ``reduction``).
+
+    Parameters
+    ----------
+    model : Module
+    loss : callable
+        A loss instance, e.g. ``nn.CrossEntropyLoss()``.
+    x : ndarray, or an iterable of ``(x, y)`` / ``(x, y, sample_weight)`` batches
+    y : ndarray, optional
+        Targets (required with an array ``x``, None with an iterable).
+    batch_size : int, default 256
+    sample_weight : ndarray of shape (N,), optional
+        Weights the per-sample losses as ``fit`` does.
+
+    Returns
+    -------
+    dict
+        ``{"loss": float}``, plus ``"accuracy"`` for classification losses (CrossEntropyLoss,
+        NLLLoss with class targets).
+
+    Raises
+    ------
+    TypeError
+        ``model`` or ``loss`` of the wrong kind, non-float inputs, a ``y`` missing with arrays or
+        given with an iterable, batches without targets.
+    ValueError
+        No samples, mismatched lengths, ``batch_size`` < 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import callbacks, nn, optim
+    >>> x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int64)
+    >>> model = nn.Linear(4, 2, rng=0)
+    >>> result = convcore.evaluate(model, nn.CrossEntropyLoss(), x, y)
+    >>> sorted(result)
+    ['accuracy', 'loss']
+    >>> 0.0 <= result["accuracy"] <= 1.0
+    True
+    """
     what = "evaluate"
     model = _check_model(model, what)
     loss = _check_loss(loss, what)

@@ -6,11 +6,22 @@ array; random ones decide per image. They take ``rng=`` (a numpy Generator; defa
 convcore's generator): ``convcore.data.DataLoader`` passes one derived from its seed and the
 epoch, so augmented epochs are reproducible and a resumed training sees the same ones.
 
+Unlike torchvision's, which decide once per call (so a batched tensor is flipped or cropped as
+a whole), convcore's random transforms decide for each image of a batch.
+
 Example
 -------
+>>> import numpy as np
+>>> from convcore import transforms
+>>> from convcore.data import DataLoader
+>>> x_uint8 = np.zeros((8, 1, 28, 28), np.uint8)
+>>> y = np.arange(8)
 >>> augment = transforms.Compose([transforms.ToFloat(), transforms.RandomCrop(28, padding=2),
 ...                               transforms.RandomHorizontalFlip(), transforms.Normalize(0.1307, 0.3081)])
->>> loader = convcore.data.DataLoader((x_uint8, y), batch_size=64, shuffle=True, seed=0, transform=augment)
+>>> loader = DataLoader((x_uint8, y), batch_size=4, shuffle=True, seed=0, transform=augment)
+>>> xb, yb = next(iter(loader))
+>>> xb.shape, xb.dtype
+((4, 1, 28, 28), dtype('float32'))
 """
 
 from __future__ import annotations
@@ -49,7 +60,30 @@ def _call(fn, x, rng):
 
 
 class Compose:
-    """Apply ``transforms`` in order (each given ``rng`` when it takes one)."""
+    """Apply ``transforms`` in order, as torchvision's ``Compose``.
+
+    Calling ``Compose(...)(x, rng=None)`` passes one generator (``rng``, resolved once: a
+    Generator, an int seed or None for convcore's default generator) to every transform that
+    takes an ``rng`` keyword, in turn; the others are called as ``t(x)``.
+
+    Parameters
+    ----------
+    transforms : iterable of callables
+        Each maps an array to an array.
+
+    Raises
+    ------
+    TypeError
+        An item of ``transforms`` is not callable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import transforms
+    >>> t = transforms.Compose([transforms.ToFloat(), lambda x: x * 2])
+    >>> t(np.full((1, 2, 2), 255, np.uint8)).tolist()
+    [[[2.0, 2.0], [2.0, 2.0]]]
+    """
 
     def __init__(self, transforms):
         self.transforms = list(transforms)
@@ -73,8 +107,35 @@ class ToFloat:
 
     Parameters
     ----------
-    dtype : float32 (default) or float64
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The output dtype.
     scale : float, optional
+        A positive divisor for every input dtype (computed in float64, then cast).
+
+    Raises
+    ------
+    TypeError
+        ``dtype`` is not float32 or float64, ``scale`` is not a number; when called, ``x`` has
+        another dtype than integer, bool or float.
+    ValueError
+        ``scale`` is not positive and finite.
+
+    Notes
+    -----
+    torchvision's ``ToTensor``/``ConvertImageDtype`` for NumPy arrays: uint8 ``x`` gives exactly
+    ``convcore.datasets.load_mnist``'s values for the same pixels. The layout is not changed
+    (no HWC to CHW).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import transforms
+    >>> x = np.array([[[0, 51, 255]]], np.uint8)
+    >>> out = transforms.ToFloat()(x)
+    >>> out.dtype, out.tolist()
+    (dtype('float32'), [[[0.0, 0.20000000298023224, 1.0]]])
+    >>> transforms.ToFloat(np.float64, scale=10)(x).tolist()
+    [[[0.0, 5.1, 25.5]]]
     """
 
     def __init__(self, dtype=np.float32, scale=None):
@@ -101,7 +162,33 @@ class ToFloat:
 
 
 class Normalize:
-    """``(x - mean) / std`` per channel; ``mean`` and ``std`` are numbers or one per channel."""
+    """``(x - mean) / std`` per channel, as torchvision's ``Normalize``.
+
+    Computed in the input's float dtype; a new array is returned (torchvision's ``inplace`` has
+    no counterpart).
+
+    Parameters
+    ----------
+    mean, std : float or sequence of float
+        One number for every channel, or one per channel; ``std`` must be positive.
+
+    Raises
+    ------
+    ValueError
+        ``mean`` or ``std`` is not a number or 1-D, or ``std`` is not positive; when called,
+        their lengths do not match the channels, or ``x`` is not 3-D or 4-D.
+    TypeError
+        When called: ``x`` is not a float ndarray (apply ``ToFloat`` first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import transforms
+    >>> x = np.ones((2, 3, 4, 4), np.float32)
+    >>> out = transforms.Normalize(mean=[0.5, 0.0, 1.0], std=[0.5, 2.0, 1.0])(x)
+    >>> out.dtype, out[0, :, 0, 0].tolist()
+    (dtype('float32'), [1.0, 0.5, 0.0])
+    """
 
     def __init__(self, mean, std):
         self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
@@ -146,13 +233,66 @@ class _RandomFlip:
 
 
 class RandomHorizontalFlip(_RandomFlip):
-    """Mirror each image left-right with probability ``p``."""
+    """Mirror each image left-right with probability ``p`` (torchvision's ``RandomHorizontalFlip``).
+
+    Each image of a batch is decided on its own, from ``rng`` (a Generator, an int seed or None
+    for convcore's default generator) passed to the call; any dtype works.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        In [0, 1].
+
+    Raises
+    ------
+    TypeError
+        ``p`` is not a number; when called, ``x`` is not an ndarray.
+    ValueError
+        ``p`` is outside [0, 1]; when called, ``x`` is not 3-D or 4-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import transforms
+    >>> x = np.arange(6.0).reshape(1, 1, 2, 3)
+    >>> transforms.RandomHorizontalFlip(p=1.0)(x).tolist()
+    [[[[2.0, 1.0, 0.0], [5.0, 4.0, 3.0]]]]
+    >>> batch = np.zeros((1000, 1, 1, 2))
+    >>> batch[:, 0, 0, 1] = 1
+    >>> flipped = transforms.RandomHorizontalFlip()(batch, rng=0)
+    >>> 400 < int((flipped[:, 0, 0, 0] == 1).sum()) < 600
+    True
+    """
 
     _axis = -1
 
 
 class RandomVerticalFlip(_RandomFlip):
-    """Mirror each image top-bottom with probability ``p``."""
+    """Mirror each image top-bottom with probability ``p`` (torchvision's ``RandomVerticalFlip``).
+
+    Each image of a batch is decided on its own, from ``rng`` (a Generator, an int seed or None
+    for convcore's default generator) passed to the call; any dtype works.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        In [0, 1].
+
+    Raises
+    ------
+    TypeError
+        ``p`` is not a number; when called, ``x`` is not an ndarray.
+    ValueError
+        ``p`` is outside [0, 1]; when called, ``x`` is not 3-D or 4-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import transforms
+    >>> x = np.arange(4).reshape(1, 2, 2)   # one (C, H, W) image
+    >>> transforms.RandomVerticalFlip(p=1.0)(x).tolist()
+    [[[2, 3], [0, 1]]]
+    """
 
     _axis = -2
 
@@ -168,7 +308,29 @@ class RandomCrop:
         Pad images smaller than ``size`` up to it.
     fill : number
         The value of constant padding.
-    padding_mode : "constant" (default), "edge", "reflect" or "symmetric"
+    padding_mode : {"constant", "edge", "reflect", "symmetric"}, default "constant"
+
+    Raises
+    ------
+    TypeError
+        ``size``, ``padding`` or ``fill`` of the wrong type; when called, ``x`` is not an ndarray.
+    ValueError
+        ``size`` < 1, negative ``padding``, an unknown ``padding_mode``; when called, ``x`` is not
+        3-D or 4-D, or the crop is larger than the padded image (without ``pad_if_needed``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import transforms
+    >>> x = np.ones((5, 1, 28, 28), np.float32)
+    >>> crop = transforms.RandomCrop(28, padding=4)
+    >>> out = crop(x, rng=0)
+    >>> out.shape
+    (5, 1, 28, 28)
+    >>> bool(out.min() == 0.0 and out.max() == 1.0)   # some padding came in
+    True
+    >>> transforms.RandomCrop(32, pad_if_needed=True)(x, rng=0).shape
+    (5, 1, 32, 32)
     """
 
     def __init__(self, size, padding=None, pad_if_needed=False, fill=0, padding_mode="constant"):

@@ -42,7 +42,21 @@ DEFAULT_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 
 class DatasetError(RuntimeError):
-    """A dataset could not be downloaded, verified or parsed."""
+    """A dataset could not be downloaded, verified or parsed.
+
+    Raised by ``load_mnist`` (offline, a failing server, a wrong size or checksum, a bad cache
+    folder) and ``read_idx`` (a missing, truncated or malformed file); the message names the file
+    or the URL. A subclass of ``RuntimeError``.
+
+    Examples
+    --------
+    >>> from convcore.datasets import DatasetError, read_idx
+    >>> try:
+    ...     read_idx("no-such-file-idx1-ubyte")
+    ... except DatasetError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, RuntimeError))
+    DatasetError True
+    """
 
 
 def _as_float_images(images: np.ndarray) -> np.ndarray:
@@ -70,11 +84,26 @@ def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeo
     deadline : float
         Seconds one file's whole download may take.
 
+    Returns
+    -------
+    (x_train, y_train), (x_test, y_test) : tuple of two (ndarray, ndarray) pairs
+        Images float32 (N, 1, 28, 28) in [0, 1], labels int64 (N,).
+
     Raises
     ------
     DatasetError
         Offline or failing server, deadline passed, wrong size or checksum, a cache path that is
         not a regular file, malformed files.
+
+    Examples
+    --------
+    >>> from convcore.datasets import load_mnist
+    >>> (x_train, y_train), (x_test, y_test) = load_mnist()
+    >>> x_train.shape, x_train.dtype, y_train.dtype
+    ((4000, 1, 28, 28), dtype('float32'), dtype('int64'))
+    >>> sorted(y_test[:10].tolist())   # every block of 10 test images holds each digit once
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    >>> (x_train, y_train), (x_test, y_test) = load_mnist(full=True)  # doctest: +SKIP
     """
     if not full:
         with resources.files(__package__).joinpath("mnist_5k.npz").open("rb") as f:
@@ -97,10 +126,35 @@ def load_mnist(full: bool = False, cache_dir=None, url: str | None = None, timeo
 
 
 def stratified_order(labels, seed: int = 0) -> np.ndarray:
-    """A fixed permutation of ``labels``' indices that interleaves the classes: each class's
-    samples are shuffled (``seed``), then taken round by round, one of every class per round in a
-    shuffled class order. With equal class sizes every block of ``num_classes`` consecutive
-    samples holds each class once; otherwise prefixes stay as balanced as the counts allow."""
+    """A fixed permutation of ``labels``' indices that interleaves the classes.
+
+    Each class's samples are shuffled (``seed``), then taken round by round, one of every class
+    per round in a shuffled class order. With equal class sizes every block of ``num_classes``
+    consecutive samples holds each class once; otherwise prefixes stay as balanced as the counts
+    allow. ``load_mnist`` orders its test set with it, so any prefix is a fair sample.
+
+    Parameters
+    ----------
+    labels : array_like of shape (N,)
+        Class labels (any values ``numpy.unique`` can sort).
+    seed : int, default 0
+
+    Returns
+    -------
+    ndarray of shape (N,), int
+        Indices into ``labels``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.datasets import stratified_order
+    >>> labels = np.repeat([0, 1, 2], 4)
+    >>> order = stratified_order(labels)
+    >>> sorted(order.tolist()) == list(range(12))
+    True
+    >>> [sorted(labels[order[i:i + 3]].tolist()) for i in range(0, 12, 3)]
+    [[0, 1, 2], [0, 1, 2], [0, 1, 2], [0, 1, 2]]
+    """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     keys = np.empty(len(labels))
@@ -202,11 +256,51 @@ def _remove_stale_parts(folder: Path, name: str, deadline: float) -> None:
             pass
 
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_TYPES: dict[int, np.typing.DTypeLike] = {
+    0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8",
+}
 
 
 def read_idx(path, ndim: int | None = None) -> np.ndarray:
-    """Parse an IDX file (optionally gzip-compressed), checking its header against its size."""
+    """Parse an IDX file (MNIST's format), optionally gzip-compressed.
+
+    The header (magic number, data type, dimensions) is checked against the file's size before
+    the array is built, so a truncated or malformed file raises instead of giving garbage.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A name ending in ``.gz`` is decompressed.
+    ndim : int, optional
+        The number of dimensions the file must have (3 for images, 1 for labels).
+
+    Returns
+    -------
+    ndarray
+        The array, in the file's shape and dtype (uint8 for MNIST; wider types keep the file's
+        big-endian byte order).
+
+    Raises
+    ------
+    DatasetError
+        The file cannot be read, is not an IDX file, has another number of dimensions than
+        ``ndim``, or its size disagrees with its header.
+
+    Examples
+    --------
+    >>> import gzip
+    >>> import os
+    >>> import tempfile
+    >>> from convcore.datasets import read_idx
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "labels-idx1-ubyte.gz")
+    >>> header = bytes([0, 0, 0x08, 1]) + (3).to_bytes(4, "big")   # uint8, 1 dimension of 3
+    >>> with gzip.open(path, "wb") as f:
+    ...     _ = f.write(header + bytes([7, 2, 1]))
+    >>> read_idx(path, ndim=1).tolist()
+    [7, 2, 1]
+    >>> tmp.cleanup()
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from . import _builtins  # noqa: F401  (registers the built-in layers for save/load)
-from . import init, utils
+from . import (
+    _builtins,  # noqa: F401  (registers the built-in layers for save/load)
+    init,
+    utils,
+)
 from ._record import GraphError, TracedArray
 from .autoencoder import Autoencoder
 from .container import ModuleDict, ModuleList, Parallel, Sequential
@@ -52,9 +55,10 @@ from .registry import module_from_spec, module_to_spec, register, registered
 
 __all__ = [
     "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Parallel", "Add", "Concat", "Conv2d",
-    "ConvTranspose2d", "Linear", "MaxPool2d", "MaxUnpool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
-    "GlobalAvgPool2d",
-    "Upsample", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SiLU", "GELU", "ELU", "Softmax", "LogSoftmax", "Dropout", "Dropout2d", "Flatten",
-    "Unflatten", "Identity", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Autoencoder", "CrossEntropyLoss", "BCEWithLogitsLoss",
-    "MSELoss", "NLLLoss", "BCELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "register", "registered", "module_to_spec", "module_from_spec", "GraphError", "TracedArray", "init", "utils",
+    "ConvTranspose2d", "Linear", "MaxPool2d", "MaxUnpool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d", "GlobalAvgPool2d", "Upsample", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SiLU",
+    "GELU", "ELU", "Softmax", "LogSoftmax", "Dropout", "Dropout2d", "Flatten", "Unflatten", "Identity",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Autoencoder", "CrossEntropyLoss",
+    "BCEWithLogitsLoss", "MSELoss", "NLLLoss", "BCELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "register",
+    "registered", "module_to_spec", "module_from_spec", "GraphError", "TracedArray", "init", "utils",
 ]

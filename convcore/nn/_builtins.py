@@ -17,5 +17,5 @@ for _cls in (
 ):
     register(_cls)
 
-for _cls in (container.Sequential, container.ModuleList, container.ModuleDict, container.Parallel):
-    _container(_cls)
+for _container_cls in (container.Sequential, container.ModuleList, container.ModuleDict, container.Parallel):
+    _container(_container_cls)

@@ -33,7 +33,29 @@ from .._grad_mode import is_grad_enabled
 
 
 class GraphError(RuntimeError):
-    """A recorded forward could not be linked (a gradient would be lost) or replayed."""
+    """A recorded forward could not be linked (a gradient would be lost) or replayed.
+
+    A subclass of ``RuntimeError``. Raised, for instance, when a recorded call receives an array
+    computed by a numpy operation convcore does not trace (the message names it), when a
+    recorded intermediate is modified in place after a layer saved it for its backward, or
+    when a layer's ``forward`` method is called directly inside a recorded forward.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> class Untraced(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = nn.Linear(2, 2)
+    ...     def forward(self, x):
+    ...         return self.fc(np.exp(self.fc(x)))      # np.exp is not traced
+    >>> try:
+    ...     Untraced()(np.ones((1, 2), np.float32))
+    ... except nn.GraphError as exc:
+    ...     print(str(exc).split(";")[0])
+    Linear received an array computed by numpy.exp from an intermediate of this forward
+    """
 
 
 class _State(threading.local):
@@ -278,7 +300,10 @@ def _outputs(out):
 
 def call_node(module, record: Record, args, kwargs):
     """A primitive's call inside a recorded forward: one node, outputs traced."""
-    refs, shapes, plain, constants = [], [], list(args), None
+    refs: list = []
+    shapes: list = []
+    plain: list = list(args)
+    constants = None
     for i, a in enumerate(args):
         if isinstance(a, np.ndarray):
             ref = _check_traced(a, module)
@@ -403,13 +428,37 @@ def check_in_place(target) -> None:
 class TracedArray(np.ndarray):
     """An intermediate of a recorded forward: an ndarray that knows which call produced it.
 
-    Users meet it only inside their own ``forward`` (a model's outputs are plain ndarrays). Its
-    numpy arithmetic is traced where convcore knows the derivative (see the module docstring);
-    other numpy operations return arrays marked untraced, which recorded calls refuse.
+    Users meet it only inside their own ``forward`` (a model's outputs are plain ndarrays); it is
+    never constructed directly. Its numpy arithmetic is traced where convcore knows the
+    derivative: ``+ - * /``, negation, ``sum``/``mean``, ``reshape``/``flatten``/``transpose``,
+    indexing and ``np.concatenate``. Other numpy operations return arrays marked untraced, which
+    recorded calls refuse with a ``GraphError``; ``np.asarray(h)`` detaches explicitly (a constant
+    for the record). Item assignment into a traced intermediate raises ``GraphError``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> class Probe(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = nn.Linear(2, 2)
+    ...     def forward(self, x):
+    ...         h = self.fc(x)
+    ...         print(type(h).__name__)
+    ...         return (h * 2.0 + 1.0).sum(axis=1)          # traced numpy arithmetic
+    >>> probe = Probe()
+    >>> out = probe(np.ones((3, 2), np.float32))
+    TracedArray
+    >>> type(out).__name__, out.shape
+    ('ndarray', (3,))
+    >>> probe.backward(np.ones(3, np.float32))
+    >>> print(probe.fc.bias.grad)                           # d/d(bias) of sum(2 h + 1)
+    [6. 6.]
     """
 
-    _ref = None       # (producing node, output index); None when untraced
-    _array = None     # the plain array this wraps, when it wraps one a call returned
+    _ref: tuple | None = None         # (producing node, output index); None when untraced
+    _array: np.ndarray | None = None  # the plain array this wraps, when it wraps one a call returned
     _untraced = "an ndarray method or numpy function convcore does not trace"
 
     def __array_finalize__(self, obj):

@@ -10,20 +10,39 @@ from .module import Module, check_input
 
 
 class Autoencoder(Module):
-    """``forward(x) = decoder(encoder(x))``.
-
-    Parameters
-    ----------
-    encoder, decoder : Module
-    noise_std : float
-        Standard deviation of Gaussian noise added to the input in training mode only (a
-        denoising autoencoder); 0 disables it.
-    rng : numpy Generator or int seed for the noise (default: convcore's generator).
+    """An encoder and a decoder: ``forward(x) = decoder(encoder(x))``.
 
     ``encode(x)`` gives the latent vectors, ``decode(z)`` reconstructs, and
     ``reconstruction_error(x)`` returns the mean squared error per sample (anomaly scores).
     Backward comes from the record of the call: with a frozen encoder, ``backward`` stops at the
     decoder.
+
+    Parameters
+    ----------
+    encoder, decoder : Module
+        The two halves; the decoder's output has the encoder's input shape.
+    noise_std : float, default 0.0
+        Standard deviation of Gaussian noise added to the input in training mode only (a
+        denoising autoencoder); 0 disables it.
+    rng : numpy.random.Generator or int, optional
+        Generator or seed for the noise (default: convcore's generator).
+
+    Raises
+    ------
+    TypeError
+        If ``encoder`` or ``decoder`` is not a Module.
+    ValueError
+        If ``noise_std`` is negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> ae = nn.Autoencoder(nn.Sequential(nn.Flatten(), nn.Linear(16, 4), nn.ReLU()),
+    ...                     nn.Sequential(nn.Linear(4, 16), nn.Sigmoid(), nn.Unflatten(1, (1, 4, 4))))
+    >>> x = np.random.default_rng(0).random((3, 1, 4, 4)).astype(np.float32)
+    >>> ae(x).shape, ae.encode(x).shape, ae.reconstruction_error(x).shape
+    ((3, 1, 4, 4), (3, 4), (3,))
     """
 
     def __init__(self, encoder: Module, decoder: Module, noise_std: float = 0.0, rng=None):

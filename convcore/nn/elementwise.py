@@ -14,7 +14,27 @@ from .module import Module, check_input
 
 
 class Identity(Module):
-    """Returns its input unchanged."""
+    """Return the input unchanged, as ``torch.nn.Identity``.
+
+    A placeholder where a layer is optional (the shortcut branch of a residual block, a removed
+    classifier head). Unlike torch's, the constructor takes no arguments. Any input is accepted,
+    arrays or not; the gradient passes through unchanged.
+
+    Shape
+    -----
+    any -> the same
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> nn.Identity()(x).shape
+    (2, 3)
+    >>> block = nn.Sequential(nn.Parallel(nn.Linear(3, 3), nn.Identity()), nn.Add())   # x + f(x)
+    >>> block(x).shape
+    (2, 3)
+    """
 
     def forward(self, x):
         return x
@@ -24,7 +44,31 @@ class Identity(Module):
 
 
 class ReLU(Module):
-    """``max(x, 0)``."""
+    """Rectified linear unit ``max(x, 0)``, elementwise, as ``torch.nn.ReLU``.
+
+    There is no ``inplace`` argument: the output is always a new array. The gradient is 1 where
+    the output is positive and 0 elsewhere (at 0 included), as torch's.
+
+    Shape
+    -----
+    any -> the same
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> relu = nn.ReLU()
+    >>> x = np.array([[-1.5, 0.0, 2.0]], np.float32)
+    >>> print(relu(x))
+    [[0. 0. 2.]]
+    >>> print(relu.backward(np.ones((1, 3), np.float32), need_input_grad=True))
+    [[0. 0. 1.]]
+    """
 
     def forward(self, x):
         check_input(x, "x", self)
@@ -40,7 +84,29 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
-    """``x`` where positive, ``negative_slope * x`` elsewhere."""
+    """Leaky ReLU: ``x`` where positive, ``negative_slope * x`` elsewhere, as ``torch.nn.LeakyReLU``.
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        The slope for negative inputs. There is no ``inplace`` argument.
+
+    Shape
+    -----
+    any -> the same
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> print(nn.LeakyReLU(0.1)(np.array([-2.0, 0.0, 3.0], np.float32)))
+    [-0.2  0.   3. ]
+    """
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -63,6 +129,25 @@ class LeakyReLU(Module):
 
 
 class Tanh(Module):
+    """Hyperbolic tangent, elementwise, as ``torch.nn.Tanh``.
+
+    Shape
+    -----
+    any -> the same
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> print(np.round(nn.Tanh()(np.array([-1.0, 0.0, 1.0], np.float32)), 4))
+    [-0.7616  0.      0.7616]
+    """
+
     def forward(self, x):
         check_input(x, "x", self)
         y = np.tanh(x)
@@ -81,8 +166,37 @@ def _sigmoid(z):
 
 
 class Sigmoid(Module):
-    """``1 / (1 + exp(-k (x - x0)))``: steepness ``k`` and centre ``x0`` (the standard sigmoid at
-    k=1, x0=0)."""
+    """Logistic sigmoid ``1 / (1 + exp(-k (x - x0)))``, elementwise.
+
+    With the defaults it is ``torch.nn.Sigmoid``; ``k`` (steepness) and ``x0`` (centre) are a
+    convcore extension. It is computed without overflow for inputs of any magnitude.
+
+    Parameters
+    ----------
+    k : float, default 1.0
+        Steepness.
+    x0 : float, default 0.0
+        Centre: the input where the output is 0.5.
+
+    Shape
+    -----
+    any -> the same
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.array([-2.0, 0.0, 2.0], np.float32)
+    >>> print(np.round(nn.Sigmoid()(x), 4))
+    [0.1192 0.5    0.8808]
+    >>> print(np.round(nn.Sigmoid(k=2.0, x0=1.0)(np.array([0.0, 1.0, 2.0])), 4))   # sigmoid(2 (x - 1))
+    [0.1192 0.5    0.8808]
+    """
 
     def __init__(self, k=1.0, x0=0.0):
         super().__init__()
@@ -103,7 +217,30 @@ class Sigmoid(Module):
 
 
 def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
-    """Numerically stable log-softmax (finite for logits of any finite magnitude)."""
+    """Numerically stable log-softmax along ``axis``, in plain numpy (not recorded).
+
+    Finite for logits of any finite magnitude. This is the computation behind ``LogSoftmax``;
+    for a differentiable call inside a forward use ``convcore.functional.log_softmax``.
+
+    Parameters
+    ----------
+    x : ndarray
+        The logits.
+    axis : int, default 1
+        The axis to normalise over.
+
+    Returns
+    -------
+    ndarray
+        ``x - log(sum(exp(x), axis))``, of the shape of ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.nn.elementwise import log_softmax
+    >>> print(np.round(log_softmax(np.array([[0.0, 1000.0]])), 4))
+    [[-1000.     0.]]
+    """
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
@@ -118,7 +255,37 @@ class _AlongDim(Module):
 
 
 class Softmax(_AlongDim):
-    """Softmax along ``dim``."""
+    """Softmax along ``dim``, as ``torch.nn.Softmax``: ``exp(x) / sum(exp(x))``.
+
+    The values along ``dim`` sum to 1.
+
+    Computed as ``exp(log_softmax(x))``, stable for logits of any finite magnitude. Unlike torch,
+    ``dim`` defaults to 1 (the class axis of (N, K) logits) rather than being inferred.
+
+    Parameters
+    ----------
+    dim : int, default 1
+        The axis to normalise over.
+
+    Shape
+    -----
+    any -> the same
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> p = nn.Softmax(dim=1)(np.array([[1.0, 2.0, 3.0]]))
+    >>> print(np.round(p, 4))
+    [[0.09   0.2447 0.6652]]
+    >>> print(np.round(p.sum(axis=1), 6))
+    [1.]
+    """
 
     def forward(self, x):
         check_input(x, "x", self)
@@ -134,7 +301,32 @@ class Softmax(_AlongDim):
 
 
 class LogSoftmax(_AlongDim):
-    """Log-softmax along ``dim``."""
+    """Log-softmax along ``dim``, as ``torch.nn.LogSoftmax``: ``x - log(sum(exp(x)))``.
+
+    Stable for logits of any finite magnitude; its output is what ``NLLLoss`` takes. Unlike torch,
+    ``dim`` defaults to 1 rather than being inferred.
+
+    Parameters
+    ----------
+    dim : int, default 1
+        The axis to normalise over.
+
+    Shape
+    -----
+    any -> the same
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> print(np.round(nn.LogSoftmax(dim=1)(np.array([[1.0, 2.0, 3.0]])), 4))
+    [[-2.4076 -1.4076 -0.4076]]
+    """
 
     def forward(self, x):
         check_input(x, "x", self)
@@ -150,10 +342,44 @@ class LogSoftmax(_AlongDim):
 
 
 class Dropout(Module):
-    """Inverted dropout: in training, zero each element with probability ``p`` and scale the rest by
-    ``1 / (1 - p)``; identity in eval mode. Freezing does not turn it off (only ``eval()`` does).
+    """Inverted dropout, as ``torch.nn.Dropout``.
 
-    ``rng``: a numpy Generator or int seed; default convcore's generator (``manual_seed``).
+    In training, zero each element with probability ``p`` and scale the rest by
+    ``1 / (1 - p)``; the identity in eval mode.
+
+    Freezing does not turn it off (only ``eval()`` does). Differences from torch: ``p = 1`` is
+    refused, there is no ``inplace`` argument, and the random stream is numpy's.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of zeroing an element, in [0, 1).
+    rng : numpy.random.Generator or int, optional
+        The generator of the masks (an int seeds a new one, used for every later call); default
+        convcore's generator (``convcore.manual_seed``).
+
+    Shape
+    -----
+    any -> the same
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is not a number in [0, 1).
+    TypeError
+        If ``rng`` is not a Generator, an int or None; when called with anything but a float32 or
+        float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> drop = nn.Dropout(p=0.5, rng=0)
+    >>> y = drop(np.ones((4, 8), np.float32))       # training mode: zeros and 1 / (1 - p)
+    >>> sorted(set(y.ravel().tolist()))
+    [0.0, 2.0]
+    >>> print(drop.eval()(np.ones((1, 3), np.float32)))   # eval mode: the identity
+    [[1. 1. 1.]]
     """
 
     _channelwise = False
@@ -189,13 +415,74 @@ class Dropout(Module):
 
 
 class Dropout2d(Dropout):
-    """Channel dropout: zeroes whole (n, c) feature maps with probability ``p`` (inverted)."""
+    """Channel dropout, as ``torch.nn.Dropout2d``.
+
+    In training, zero whole (n, c) feature maps with probability ``p`` and scale the others by
+    ``1 / (1 - p)``; the identity in eval mode.
+
+    The arguments, errors and differences from torch are ``Dropout``'s. Any input of two or more
+    dimensions is dropped per (sample, channel), the dimensions after the second sharing the mask.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of zeroing a channel, in [0, 1).
+    rng : numpy.random.Generator or int, optional
+        The generator of the masks; default convcore's generator (``convcore.manual_seed``).
+
+    Shape
+    -----
+    input (N, C, H, W) -> the same
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is not a number in [0, 1).
+    TypeError
+        If ``rng`` is not a Generator, an int or None; when called with anything but a float32 or
+        float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> y = nn.Dropout2d(p=0.5, rng=0)(np.ones((2, 8, 3, 3), np.float32))
+    >>> planes = y.reshape(16, 9)
+    >>> bool(np.all(planes.min(axis=1) == planes.max(axis=1)))     # each map all 0 or all 2
+    True
+    """
 
     _channelwise = True
 
 
 class Flatten(Module):
-    """Flatten dimensions ``start_dim`` .. last into one: (N, C, H, W) -> (N, C*H*W)."""
+    """Flatten dimensions ``start_dim`` .. last into one: (N, C, H, W) -> (N, C*H*W).
+
+    As ``torch.nn.Flatten`` with ``end_dim=-1`` (there is no ``end_dim`` argument).
+
+    Parameters
+    ----------
+    start_dim : int, default 1
+        The first dimension flattened (negative counts from the end).
+
+    Shape
+    -----
+    input (N, C, H, W) -> (N, C * H * W) for ``start_dim=1``
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> nn.Flatten()(np.zeros((2, 3, 4, 5), np.float32)).shape
+    (2, 60)
+    >>> nn.Flatten(start_dim=2)(np.zeros((2, 3, 4, 5), np.float32)).shape
+    (2, 3, 20)
+    """
 
     def __init__(self, start_dim=1):
         super().__init__()
@@ -215,12 +502,39 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
-    """Split dimension ``dim`` into ``shape``: e.g. (N, 784) -> (N, 1, 28, 28); one entry of
-    ``shape`` may be -1 (inferred), as in torch.
+    """Split dimension ``dim`` into ``shape``, e.g. (N, 784) -> (N, 1, 28, 28), as ``torch.nn.Unflatten``.
+
+    One entry of ``shape`` may be -1 (inferred), as in torch.
+
+    Parameters
+    ----------
+    dim : int
+        The dimension to split (negative counts from the end).
+    shape : tuple of int
+        The sizes it is split into (torch's ``unflattened_size``), their product equal to the
+        dimension's size; at most one of them -1.
 
     Shape
     -----
-    input (..., S, ...) with ``S = prod(shape)`` at ``dim`` -> (..., *shape, ...)
+    input ``(..., S, ...)`` with ``S = prod(shape)`` at ``dim`` -> ``(..., *shape, ...)``
+
+    Raises
+    ------
+    TypeError
+        If ``dim`` is not an int or ``shape`` not a non-empty tuple (or list) of ints; when called
+        with anything but a float32 or float64 ndarray.
+    ValueError
+        If ``shape`` holds a size below -1 or more than one -1; when called, if ``dim`` is out of
+        range or its size cannot be split into ``shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> nn.Unflatten(1, (1, 28, 28))(np.zeros((8, 784), np.float32)).shape
+    (8, 1, 28, 28)
+    >>> nn.Unflatten(-1, (3, -1))(np.zeros((2, 12), np.float32)).shape
+    (2, 3, 4)
     """
 
     def __init__(self, dim, shape):
@@ -336,14 +650,51 @@ def _erf_parts_unchecked(x):
 
 
 def erf(x) -> np.ndarray:
-    """The error function, elementwise (float64)."""
+    """The error function, elementwise, in float64 (numpy has none; fdlibm's approximations).
+
+    Parameters
+    ----------
+    x : array_like
+        Converted to float64.
+
+    Returns
+    -------
+    ndarray
+        ``erf(x)``, float64, accurate to below one unit in the last place.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.nn.elementwise import erf
+    >>> print(np.round(erf([-1.0, 0.0, 0.5, 3.0]), 6))
+    [-0.842701  0.        0.5205    0.999978]
+    """
     x = np.asarray(x, dtype=np.float64)
     e, _ = _erf_parts(x)
     return np.copysign(e, x)
 
 
 def erfc(x) -> np.ndarray:
-    """The complementary error function ``1 - erf(x)``, elementwise (float64, accurate in the tails)."""
+    """The complementary error function ``1 - erf(x)``, elementwise, in float64.
+
+    Accurate in the tails, where ``1 - erf(x)`` would lose every digit.
+
+    Parameters
+    ----------
+    x : array_like
+        Converted to float64.
+
+    Returns
+    -------
+    ndarray
+        ``erfc(x)``, float64.
+
+    Examples
+    --------
+    >>> from convcore.nn.elementwise import erfc
+    >>> print(f"{float(erfc(10.0)):.6e}")
+    2.088488e-45
+    """
     x = np.asarray(x, dtype=np.float64)
     _, c = _erf_parts(x)
     return np.where(x < 0, 2.0 - c, c)
@@ -358,12 +709,38 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class GELU(Module):
-    """Gaussian error linear unit ``x * Phi(x)`` (``torch.nn.GELU``); ``approximate="tanh"`` uses
-    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``.
+    """Gaussian error linear unit ``x * Phi(x)``, as ``torch.nn.GELU``.
+
+    ``Phi`` is the standard normal's distribution function.
+
+    Computed in float64 (the exact form with an erf accurate to below one unit in the last place)
+    and returned in the input's dtype.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        "tanh" uses ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``, as torch.
 
     Shape
     -----
-    any -> same
+    any -> the same
+
+    Raises
+    ------
+    ValueError
+        If ``approximate`` is neither "none" nor "tanh".
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.array([-1.0, 0.0, 1.0], np.float32)
+    >>> print(np.round(nn.GELU()(x), 4))
+    [-0.1587  0.      0.8413]
+    >>> print(np.round(nn.GELU(approximate="tanh")(x), 4))
+    [-0.1588  0.      0.8412]
     """
 
     def __init__(self, approximate="none"):
@@ -398,11 +775,23 @@ class GELU(Module):
 
 
 class SiLU(Module):
-    """Sigmoid-weighted linear unit (swish) ``x * sigmoid(x)`` (``torch.nn.SiLU``).
+    """Sigmoid-weighted linear unit (swish) ``x * sigmoid(x)``, as ``torch.nn.SiLU`` (no ``inplace``).
 
     Shape
     -----
-    any -> same
+    any -> the same
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> print(np.round(nn.SiLU()(np.array([-1.0, 0.0, 1.0], np.float32)), 4))
+    [-0.2689  0.      0.7311]
     """
 
     def forward(self, x):
@@ -419,12 +808,32 @@ class SiLU(Module):
 
 
 class ELU(Module):
-    """Exponential linear unit: ``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere
-    (``torch.nn.ELU``).
+    """Exponential linear unit: ``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere.
+
+    As ``torch.nn.ELU`` (no ``inplace`` argument).
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        The negative saturation value is ``-alpha``.
 
     Shape
     -----
-    any -> same
+    any -> the same
+
+    Raises
+    ------
+    TypeError
+        If ``alpha`` is not a number; when called with anything but a float32 or float64 ndarray.
+    ValueError
+        If ``alpha`` is not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> print(np.round(nn.ELU()(np.array([-1.0, 0.0, 2.0], np.float32)), 4))
+    [-0.6321  0.      2.    ]
     """
 
     def __init__(self, alpha=1.0):

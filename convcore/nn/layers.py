@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from .. import ops
-from .._random import resolve_rng
 from .._grad_mode import is_grad_enabled
+from .._random import resolve_rng
 from .._validation import INDEX_LIMIT, MAX_WINDOW, check_choice, check_count, padding4, pair
 from ..ops import pool as _pool
 from . import _inference, _record
@@ -58,14 +58,14 @@ _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 def _pad_index(size: int, before: int, after: int, mode: str) -> np.ndarray:
     """For each position of an axis padded in ``mode`` (numpy's name), the input position it copies."""
-    return np.pad(np.arange(size), (before, after), mode=mode)
+    return np.pad(np.arange(size), (before, after), mode=mode)  # type: ignore[call-overload]  # mode is one of numpy's
 
 
 def _fold_axis(g: np.ndarray, axis: int, size: int, before: int, after: int, mode: str) -> np.ndarray:
     """The adjoint of padding one axis: every padded position's gradient is added to the input
     position it was copied from."""
     src = _pad_index(size, before, after, mode)
-    index = [slice(None)] * g.ndim
+    index: list = [slice(None)] * g.ndim
     index[axis] = slice(before, before + size)
     out = np.array(g[tuple(index)], copy=True)
     for j in list(range(before)) + list(range(before + size, before + size + after)):
@@ -131,32 +131,82 @@ class _ConvNd(Module):
 
 
 class Conv2d(_ConvNd):
-    """2-D convolution over NCHW input (cross-correlation, as PyTorch's ``Conv2d``).
+    """2-D convolution over NCHW input (cross-correlation), as ``torch.nn.Conv2d``.
+
+    The weight has shape (out_channels, in_channels / groups, KH, KW) and the bias
+    (out_channels,); both are initialised as torch's, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
+    ``fan_in = in_channels / groups * KH * KW``. Beyond torch, ``padding`` may be four numbers
+    and "same" works with any stride (TensorFlow's rule: output ``ceil(H / stride)``, the odd
+    pixel of padding after).
 
     Parameters
     ----------
     in_channels, out_channels : int
-    kernel_size, stride, dilation : int or (int, int)
-    padding : int, pair, (top, bottom, left, right), "valid" or "same" (any stride)
-    groups : int
-    bias : bool
-    padding_mode : "zeros" (default), "reflect", "replicate" or "circular"
+        Channels of the input and of the output; both divisible by ``groups``.
+    kernel_size : int or (int, int)
+        (KH, KW).
+    stride : int or (int, int), default 1
+        The step between windows.
+    padding : int, (int, int), (top, bottom, left, right), "valid" or "same", default 0
+        A pair is (vertical, horizontal).
+    dilation : int or (int, int), default 1
+        Spacing between the kernel's elements.
+    groups : int, default 1
+        Input and output channels are split into ``groups`` independent convolutions
+        (``groups = in_channels`` is a depthwise convolution).
+    bias : bool, default True
+        Whether to add a learned bias.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}, default "zeros"
         What the padding holds, as torch: zeros, the input mirrored without repeating its edge,
         the edge repeated, or the input wrapped around. Reflect needs each padding below the
         input's size along its axis, circular at most that size.
-    dtype : float32 (default) or float64
-    rng : numpy Generator or int seed for the initialisation (default: ``convcore.manual_seed``'s)
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' dtype; the input must have the same.
+    rng : numpy.random.Generator or int, optional
+        The generator of the initialisation (an int seeds a new one); default convcore's
+        generator (``convcore.manual_seed``).
 
     Shape
     -----
     input (N, C_in, H, W) -> output (N, C_out, OH, OW),
-    ``OH = floor((H + pad_top + pad_bottom - dilation * (KH - 1) - 1) / stride) + 1``
+    ``OH = floor((H + pad_top + pad_bottom - dilation * (KH - 1) - 1) / stride) + 1`` (OW alike)
+
+    Raises
+    ------
+    TypeError
+        If a size is not an int (or pair), ``padding`` is of another type, or ``rng`` is not a
+        Generator, an int or None; when called, if the input is not an ndarray of the layer's
+        dtype.
+    ValueError
+        If a size is out of range, ``groups`` does not divide both channel counts, ``padding`` is
+        negative or an unknown string, or ``padding_mode`` is not one of the four; when called,
+        if the input is not 4-D, has the wrong number of channels, is too small for the kernel,
+        or too small for the "reflect" or "circular" padding.
 
     Examples
     --------
-    >>> conv = Conv2d(1, 32, 5, padding=2)
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> conv = nn.Conv2d(1, 32, 5, padding=2)
     >>> conv(np.zeros((8, 1, 28, 28), np.float32)).shape
     (8, 32, 28, 28)
+    >>> conv.weight.shape, conv.bias.shape
+    ((32, 1, 5, 5), (32,))
+
+    A 3x3 box filter shows the zero padding, then the circular one:
+
+    >>> box = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    >>> _ = nn.init.ones_(box.weight)
+    >>> print(box(np.ones((1, 1, 3, 3), np.float32))[0, 0])
+    [[4. 6. 4.]
+     [6. 9. 6.]
+     [4. 6. 4.]]
+    >>> wrap = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular", bias=False)
+    >>> _ = nn.init.ones_(wrap.weight)
+    >>> print(wrap(np.ones((1, 1, 3, 3), np.float32))[0, 0])
+    [[9. 9. 9.]
+     [9. 9. 9.]
+     [9. 9. 9.]]
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
@@ -233,15 +283,68 @@ class Conv2d(_ConvNd):
 
 
 class ConvTranspose2d(_ConvNd):
-    """2-D transposed convolution (PyTorch's ``ConvTranspose2d``): the adjoint of ``Conv2d``.
+    """2-D transposed convolution, as ``torch.nn.ConvTranspose2d``: the adjoint of ``Conv2d``.
 
-    Weight shape (in_channels, out_channels / groups, KH, KW). Its forward is a conv's input
-    gradient (a GEMM then col2im); its backward reuses im2col.
+    Often used to up-sample in decoders.
+
+    Weight shape (in_channels, out_channels / groups, KH, KW), initialised as torch's (its
+    ``fan_in`` is ``out_channels / groups * KH * KW``). Its forward is a conv's input gradient (a
+    GEMM then col2im); its backward reuses im2col. There is no ``padding_mode`` (zeros only), and
+    ``output_size`` cannot be passed to the call: use ``output_padding``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels of the input and of the output; both divisible by ``groups``.
+    kernel_size : int or (int, int)
+        (KH, KW).
+    stride : int or (int, int), default 1
+        The stride of the implicit convolution (the up-sampling factor).
+    padding : int, (int, int) or (top, bottom, left, right), default 0
+        Removed from the output's borders (``dilation * (KH - 1) - padding`` zeros pad the
+        implicit convolution); strings are not accepted.
+    output_padding : int or (int, int), default 0
+        Added to one side of the output, to choose among the sizes a strided ``Conv2d`` maps to
+        the same input size.
+    dilation : int or (int, int), default 1
+        Spacing between the kernel's elements.
+    groups : int, default 1
+        Input and output channels are split into ``groups`` independent convolutions.
+    bias : bool, default True
+        Whether to add a learned bias.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' dtype; the input must have the same.
+    rng : numpy.random.Generator or int, optional
+        The generator of the initialisation; default convcore's generator.
 
     Shape
     -----
     input (N, C_in, H, W) -> output (N, C_out, HO, WO),
     ``HO = (H - 1) * stride - 2 * padding + dilation * (KH - 1) + output_padding + 1``
+
+    Raises
+    ------
+    TypeError
+        If a size is not an int (or pair), ``padding`` is a string or of another type; when
+        called, if the input is not an ndarray of the layer's dtype.
+    ValueError
+        If a size is out of range (``output_padding`` negative included) or ``groups`` does not
+        divide both channel counts; when called, if the input is not 4-D or has the wrong
+        number of channels, or ``output_padding`` is not smaller than ``stride`` or
+        ``dilation``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+    >>> up(np.zeros((1, 16, 7, 7), np.float32)).shape
+    (1, 8, 14, 14)
+    >>> spread = nn.ConvTranspose2d(1, 1, 2, stride=2, bias=False)   # each pixel -> a 2x2 block
+    >>> _ = nn.init.ones_(spread.weight)
+    >>> print(spread(np.array([[[[1.0, 2.0]]]], np.float32))[0, 0])
+    [[1. 1. 2. 2.]
+     [1. 1. 2. 2.]]
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, dilation=1,
@@ -271,11 +374,43 @@ class ConvTranspose2d(_ConvNd):
 
 
 class Linear(Module):
-    """Fully connected layer ``y = x @ weight.T + bias``; weight shape (out_features, in_features).
+    """Fully connected layer ``y = x @ weight.T + bias``, as ``torch.nn.Linear``.
+
+    Weight shape (out_features, in_features), bias (out_features,), both initialised as torch's,
+    U(-1/sqrt(in_features), 1/sqrt(in_features)). Unlike torch's, the input must be 2-D (flatten
+    or reshape other layouts first).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Sizes of each input and output sample, >= 1.
+    bias : bool, default True
+        Whether to add a learned bias.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' dtype; the input must have the same.
+    rng : numpy.random.Generator or int, optional
+        The generator of the initialisation; default convcore's generator.
 
     Shape
     -----
     input (N, in_features) -> output (N, out_features)
+
+    Raises
+    ------
+    TypeError
+        If a size is not an int; when called, if the input is not an ndarray of the layer's dtype.
+    ValueError
+        If a size is below 1; when called, if the input is not of shape (N, in_features).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> fc = nn.Linear(3, 2)
+    >>> fc.weight.data = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], np.float32)
+    >>> fc.bias.data = np.array([0.5, -1.0], np.float32)
+    >>> print(fc(np.array([[1.0, 2.0, 3.0]], np.float32)))
+    [[1.5 4. ]]
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
@@ -313,12 +448,58 @@ class Linear(Module):
 
 
 class MaxPool2d(Module):
-    """2-D max pooling, PyTorch's semantics (NaN propagates; int64 flat indices per plane).
+    """2-D max pooling over NCHW input, as ``torch.nn.MaxPool2d``.
+
+    NaN propagates; the indices are int64 flat positions per plane.
 
     With ``return_indices=True`` the forward returns ``(out, indices)`` like PyTorch: the indices
     travel as data, ``out, idx = pool(x)`` then ``unpool(out, idx)``. Inside a ``Sequential`` (which
     passes ``out`` on) a ``MaxUnpool2d(pool)`` finds the indices of this pool's latest call in the
     same top-level call, so mirroring an encoder stays correct under any number of threads.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        The window (KH, KW).
+    stride : int or (int, int), optional
+        Default ``kernel_size``.
+    padding : int, (int, int) or (top, bottom, left, right), default 0
+        Implicit padding of -inf on the borders.
+    dilation : int or (int, int), default 1
+        Spacing between the window's elements.
+    ceil_mode : bool, default False
+        Round the output size up instead of down (a last window may then overhang the input, as
+        long as it starts inside it or its leading padding).
+    return_indices : bool, default False
+        Also return each maximum's flat position ``h * W + w`` in its input plane.
+
+    Shape
+    -----
+    input (N, C, H, W) -> (N, C, OH, OW),
+    ``OH = floor((H + pad_top + pad_bottom - dilation * (KH - 1) - 1) / stride) + 1`` (ceil with
+    ``ceil_mode``); the indices have the output's shape
+
+    Raises
+    ------
+    TypeError
+        If a size or the padding is not an int (or pair); when called, if the input is not a
+        float32 or float64 ndarray.
+    ValueError
+        If a size is out of range or the padding negative; when called, if the input is not 4-D
+        or too small for the window.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.arange(16, 0, -1, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> print(nn.MaxPool2d(2)(x)[0, 0])
+    [[16. 14.]
+     [ 8.  6.]]
+    >>> out, idx = nn.MaxPool2d(2, return_indices=True)(x)
+    >>> print(idx[0, 0])
+    [[ 0  2]
+     [ 8 10]]
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -367,9 +548,58 @@ class MaxUnpool2d(Module):
       ``x`` alone, it uses the indices and input size of that pool's latest call within the same
       top-level call (so a decoder can mirror its encoder inside a ``Sequential``).
 
+    Parameters
+    ----------
+    kernel_size : int or (int, int) or MaxPool2d
+        The window of the pooling being inverted, or that ``MaxPool2d`` itself (the same as
+        passing it as ``pool``).
+    stride : int or (int, int), optional
+        Default ``kernel_size``.
+    padding : int or (int, int), default 0
+        The padding of the pooling being inverted.
+    output_size : int or (int, int), optional
+        The output (H_out, W_out), unless the call gives one; default as described above.
+    pool : MaxPool2d, optional, keyword only
+        The ``MaxPool2d(return_indices=True)`` whose indices this inverts. It is referenced, not
+        owned (it is not a child, its state belongs to the encoder).
+
     Shape
     -----
     input (N, C, H, W), indices (N, C, H, W) -> (N, C, H_out, W_out)
+
+    Raises
+    ------
+    TypeError
+        If ``pool`` is not a ``MaxPool2d(return_indices=True)``, neither ``kernel_size`` nor a pool
+        is given, or a size is not an int (or pair); when called without indices in PyTorch's
+        form, or with an input that is not a float32 or float64 ndarray.
+    ValueError
+        If a size is out of range; when called, in the pool form with indices but without
+        ``output_size``, or with indices outside the output.
+    RuntimeError
+        When the pool form is called without indices and its ``MaxPool2d`` has not run in the
+        same top-level call.
+
+    Examples
+    --------
+    PyTorch's form, the indices passed explicitly:
+
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> out, idx = nn.MaxPool2d(2, return_indices=True)(x)
+    >>> print(nn.MaxUnpool2d(2)(out, idx)[0, 0])
+    [[ 0.  0.  0.  0.]
+     [ 0.  5.  0.  7.]
+     [ 0.  0.  0.  0.]
+     [ 0. 13.  0. 15.]]
+
+    Mirroring an encoder inside a ``Sequential``:
+
+    >>> pool = nn.MaxPool2d(2, return_indices=True)
+    >>> model = nn.Sequential(pool, nn.MaxUnpool2d(pool))
+    >>> print(model(x)[0, 0, 1])
+    [0. 5. 0. 7.]
     """
 
     def __init__(self, kernel_size=None, stride=None, padding=0, output_size=None, *, pool=None):
@@ -431,7 +661,49 @@ class MaxUnpool2d(Module):
 
 
 class AvgPool2d(Module):
-    """2-D average pooling, PyTorch's semantics (``ceil_mode``, ``count_include_pad``)."""
+    """2-D average pooling over NCHW input, as ``torch.nn.AvgPool2d``.
+
+    ``ceil_mode`` and ``count_include_pad`` are torch's; there is no ``divisor_override``.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        The window (KH, KW).
+    stride : int or (int, int), optional
+        Default ``kernel_size``.
+    padding : int, (int, int) or (top, bottom, left, right), default 0
+        Implicit zero padding on the borders.
+    ceil_mode : bool, default False
+        Round the output size up instead of down.
+    count_include_pad : bool, default True
+        Whether the padding counts in the divisor of windows that overlap it.
+
+    Shape
+    -----
+    input (N, C, H, W) -> (N, C, OH, OW),
+    ``OH = floor((H + pad_top + pad_bottom - KH) / stride) + 1`` (ceil with ``ceil_mode``)
+
+    Raises
+    ------
+    TypeError
+        If a size or the padding is not an int (or pair); when called, if the input is not a
+        float32 or float64 ndarray.
+    ValueError
+        If a size is out of range or the padding negative; when called, if the input is not 4-D
+        or too small for the window.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> print(nn.AvgPool2d(2)(x)[0, 0])
+    [[ 2.5  4.5]
+     [10.5 12.5]]
+    >>> print(nn.AvgPool2d(2, padding=1, count_include_pad=False)(np.ones((1, 1, 2, 2), np.float32))[0, 0])
+    [[1. 1.]
+     [1. 1.]]
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__()
@@ -460,7 +732,36 @@ class AvgPool2d(Module):
 
 
 class GlobalAvgPool2d(Module):
-    """Mean over the spatial dimensions: (N, C, H, W) -> (N, C) (or (N, C, 1, 1) with keepdims)."""
+    """Mean over the spatial dimensions: (N, C, H, W) -> (N, C) (or (N, C, 1, 1) with keepdims).
+
+    A convcore layer (torch spells it ``AdaptiveAvgPool2d(1)`` followed by ``Flatten()``).
+
+    Parameters
+    ----------
+    keepdims : bool, default False
+        Keep the two spatial dimensions, of size 1.
+
+    Shape
+    -----
+    input (N, C, H, W) -> (N, C), or (N, C, 1, 1) with ``keepdims``
+
+    Raises
+    ------
+    TypeError
+        When called with anything but a float32 or float64 ndarray.
+    ValueError
+        When called with an input that is not 4-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    >>> print(nn.GlobalAvgPool2d()(x))
+    [[1.5 5.5]]
+    >>> nn.GlobalAvgPool2d(keepdims=True)(x).shape
+    (1, 2, 1, 1)
+    """
 
     def __init__(self, keepdims=False):
         super().__init__()
@@ -483,15 +784,40 @@ class GlobalAvgPool2d(Module):
 
 
 class AdaptiveAvgPool2d(Module):
-    """Average pooling to a fixed output size, PyTorch's windows: output cell ``i`` of an axis of
-    input length ``L`` and output length ``O`` averages ``[floor(i * L / O), ceil((i + 1) * L / O))``.
+    """Average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool2d``.
 
-    ``output_size`` is an int or a pair; ``None`` in a pair keeps that axis's input size.
+    PyTorch's windows: output cell ``i`` of an axis of input length ``L`` and output length ``O``
+    averages ``[floor(i * L / O), ceil((i + 1) * L / O))``.
+
     ``AdaptiveAvgPool2d((1, 1))`` is ResNet's global pooling.
+
+    Parameters
+    ----------
+    output_size : int or (int or None, int or None)
+        The output (OH, OW); ``None`` in a pair keeps that axis's input size.
 
     Shape
     -----
     input (N, C, H, W) -> (N, C, OH, OW)
+
+    Raises
+    ------
+    TypeError
+        If ``output_size`` is not an int or a pair of ints (or None); when called, if the input
+        is not a float32 or float64 ndarray.
+    ValueError
+        If a size is below 1; when called, if the input is not 4-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> print(nn.AdaptiveAvgPool2d(2)(x)[0, 0])
+    [[ 2.5  4.5]
+     [10.5 12.5]]
+    >>> nn.AdaptiveAvgPool2d((1, None))(x).shape
+    (1, 1, 1, 4)
     """
 
     def __init__(self, output_size):
@@ -550,18 +876,44 @@ def _output_size_arg(output_size, what: str):
 
 
 class AdaptiveMaxPool2d(Module):
-    """Max pooling to a fixed output size (``torch.nn.AdaptiveMaxPool2d``): output cell ``i`` of
-    an axis of input length ``L`` and output length ``O`` is the maximum over
-    ``[floor(i * L / O), ceil((i + 1) * L / O))``; the first maximum in row-major order wins a tie
-    and takes the gradient.
+    """Max pooling to a fixed output size, as ``torch.nn.AdaptiveMaxPool2d``.
 
-    ``output_size`` is an int or a pair (``None`` keeps that axis's size); with
-    ``return_indices=True`` the forward returns ``(out, indices)``, flat positions per plane
-    like ``MaxPool2d``'s.
+    Output cell ``i`` of an axis of input length ``L`` and output length ``O`` is the maximum
+    over ``[floor(i * L / O), ceil((i + 1) * L / O))``; the first maximum in row-major order wins
+    a tie and takes the gradient.
+
+    Parameters
+    ----------
+    output_size : int or (int or None, int or None)
+        The output (OH, OW); ``None`` in a pair keeps that axis's input size.
+    return_indices : bool, default False
+        The forward then returns ``(out, indices)``, flat positions per plane like
+        ``MaxPool2d``'s.
 
     Shape
     -----
     input (N, C, H, W) -> (N, C, OH, OW)
+
+    Raises
+    ------
+    TypeError
+        If ``output_size`` is not an int or a pair of ints (or None); when called, if the input
+        is not a float32 or float64 ndarray.
+    ValueError
+        If a size is below 1; when called, if the input is not 4-D or has no rows or columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> print(nn.AdaptiveMaxPool2d(3)(x)[0, 0])          # overlapping 2x2 windows
+    [[ 5.  6.  7.]
+     [ 9. 10. 11.]
+     [13. 14. 15.]]
+    >>> out, idx = nn.AdaptiveMaxPool2d(1, return_indices=True)(x)
+    >>> int(idx[0, 0, 0, 0])
+    15
     """
 
     def __init__(self, output_size, return_indices=False):
@@ -624,20 +976,23 @@ def _scale_arg(scale_factor):
 
 
 class Upsample(Module):
-    """Up-sampling (``torch.nn.Upsample``): nearest neighbour or bilinear, to a ``size`` or by a
-    ``scale_factor``.
+    """Up-sampling by nearest neighbour or bilinear interpolation, as ``torch.nn.Upsample``.
+
+    To a ``size`` or by a ``scale_factor``.
 
     Parameters
     ----------
-    scale_factor : number or pair, optional
-        Output size ``floor(input size * scale_factor)``. (The first positional argument, as in
-        earlier convcore; torch's first is ``size``: pass ``size=`` by keyword.)
-    mode : "nearest" (default) or "bilinear"
-    size : int or pair, optional
+    scale_factor : float or (float, float), optional
+        Output size ``floor(input size * scale_factor)``. It is the first positional argument, as
+        in earlier convcore; torch's first is ``size``, so pass ``size=`` by keyword.
+    mode : {"nearest", "bilinear"}, default "nearest"
+        The interpolation.
+    size : int or (int, int), optional
         The output (H, W); give exactly one of ``size`` and ``scale_factor``.
-    align_corners : bool, optional (bilinear only; default False)
-        False: pixel centres are aligned (``src = (dst + 0.5) * scale - 0.5``, clamped at 0),
-        True: the corner pixels are (``src = dst * (in - 1) / (out - 1)``), as torch.
+    align_corners : bool, optional
+        Bilinear only (default False). False: pixel centres are aligned
+        (``src = (dst + 0.5) * scale - 0.5``, clamped at 0), True: the corner pixels are
+        (``src = dst * (in - 1) / (out - 1)``), as torch.
 
     Notes
     -----
@@ -650,10 +1005,33 @@ class Upsample(Module):
     -----
     input (N, C, H, W) -> (N, C, OH, OW)
 
-    Example
-    -------
-    >>> Upsample(scale_factor=2, mode="bilinear")(x)           # (N, C, 2H, 2W)
-    >>> Upsample(size=(32, 48), mode="bilinear", align_corners=True)(x)
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown, not exactly one of ``size`` and ``scale_factor`` is given, a
+        factor is not in (0, 2**31 - 1], a size is below 1, or ``align_corners`` is given with
+        mode "nearest"; when called, if the input is not 4-D or the factor gives an empty output.
+    TypeError
+        If ``scale_factor`` is not a number or a pair of numbers, ``size`` not an int or a pair of
+        ints, or ``align_corners`` not a bool; when called, if the input is not a float32 or
+        float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    >>> print(nn.Upsample(scale_factor=2)(x)[0, 0])
+    [[0. 0. 1. 1.]
+     [0. 0. 1. 1.]
+     [2. 2. 3. 3.]
+     [2. 2. 3. 3.]]
+    >>> print(nn.Upsample(size=(3, 3), mode="bilinear", align_corners=True)(x)[0, 0])
+    [[0.  0.5 1. ]
+     [1.  1.5 2. ]
+     [2.  2.5 3. ]]
+    >>> nn.Upsample(scale_factor=1.5, mode="bilinear")(np.zeros((2, 3, 8, 8), np.float32)).shape
+    (2, 3, 12, 12)
     """
 
     def __init__(self, scale_factor=None, mode="nearest", size=None, align_corners=None):

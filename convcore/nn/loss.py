@@ -12,11 +12,20 @@ formula meets ``0 * inf`` (a probability target of 0 at a logit of -inf, a BCE l
 with target 1), the loss is the mathematical limit (0) where torch's is NaN; everywhere else
 values and gradients are torch's, including infinities.
 
-Example
--------
+A loss is not a ``Module``: it has no parameters, is not recorded, and its ``backward`` is
+called before the model's, ``model.backward(loss.backward())``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from convcore import nn
+>>> model = nn.Linear(4, 3)
 >>> loss = nn.CrossEntropyLoss(label_smoothing=0.1)
->>> value = loss(logits, y)          # logits (N, K), y (N,) integer classes
+>>> x, y = np.ones((2, 4), np.float32), np.array([0, 2])     # y: (N,) integer classes
+>>> value = loss(model(x), y)                                # a float
 >>> model.backward(loss.backward())
+>>> model.weight.grad.shape
+(3, 4)
 """
 
 from __future__ import annotations
@@ -94,7 +103,38 @@ class _Loss:
             return float(total / denom if self.reduction == "mean" else total)
 
     def backward(self, grad=None) -> np.ndarray:
-        """Gradient of the last computed loss with respect to its input (see the module docstring)."""
+        """Gradient of the last computed loss with respect to its input.
+
+        Parameters
+        ----------
+        grad : float or ndarray, optional
+            With reduction "mean" or "sum", a number (or 1-element array) scaling the gradient,
+            default 1. With "none", the upstream gradient of the per-element losses, an array of
+            their shape; default ones (the gradient of their sum).
+
+        Returns
+        -------
+        ndarray
+            d(loss)/d(input), of the input's shape and dtype.
+
+        Raises
+        ------
+        RuntimeError
+            If no loss was computed yet.
+        ValueError
+            With "none", if ``grad`` is not an array of the losses' shape; otherwise if it is NaN.
+        TypeError
+            With "mean" or "sum", if ``grad`` is not a number.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from convcore import nn
+        >>> loss = nn.MSELoss(reduction="none")
+        >>> per = loss(np.array([1.0, 3.0]), np.array([0.0, 0.0]))
+        >>> print(loss.backward(np.array([1.0, 0.5])))              # 2 * d * grad
+        [2. 3.]
+        """
         if self._cache is None:
             raise RuntimeError(f"{self._what}.backward called before the loss was computed")
         shape, local, denom, dtype = self._cache
@@ -102,10 +142,11 @@ class _Loss:
             if grad is None:
                 upstream = np.ones(shape)
             else:
-                upstream = np.asarray(grad, dtype=np.float64) if isinstance(grad, np.ndarray) else None
-                if upstream is None or upstream.shape != shape:
+                given = np.asarray(grad, dtype=np.float64) if isinstance(grad, np.ndarray) else None
+                if given is None or given.shape != shape:
                     raise ValueError(f"{self._what}.backward: with reduction='none', grad must be an array of the "
                                      f"loss's shape {shape}; received {getattr(grad, 'shape', type(grad).__name__)}")
+                upstream = given
         else:
             scale = 1.0
             if grad is not None:
@@ -176,17 +217,20 @@ class _ClassLoss(_Loss):
 class CrossEntropyLoss(_ClassLoss):
     """Cross-entropy from logits, ``torch.nn.CrossEntropyLoss``.
 
+    ``loss(input, target)`` returns a float ("mean", "sum") or the per-sample losses ("none");
+    ``loss.backward()`` then returns the gradient with respect to ``input``.
+
     Parameters
     ----------
-    weight : array of shape (K,), optional
+    weight : array_like of shape (K,), optional
         A weight per class.
     ignore_index : int, default -100
         Class-index targets equal to it contribute nothing (nor to the mean's divisor).
-    reduction : "mean" (default), "sum" or "none"
+    reduction : {"mean", "sum", "none"}, default "mean"
         "mean" divides by the summed weight of the non-ignored targets (class indices) or by the
         number of samples and positions (probability targets), as torch.
-    label_smoothing : float in [0, 1)
-        Mixes the target with the uniform distribution over the K classes.
+    label_smoothing : float, default 0.0
+        In [0, 1): mixes the target with the uniform distribution over the K classes.
 
     Shape
     -----
@@ -194,15 +238,47 @@ class CrossEntropyLoss(_ClassLoss):
     (N, d1, ...) of an integer dtype, or probabilities of the input's shape (a float dtype).
     "none" returns (N,) or (N, d1, ...).
 
+    Raises
+    ------
+    TypeError
+        If ``weight`` does not hold numbers, ``ignore_index`` is not an int or ``label_smoothing``
+        not a number; when called, if the input is not a float32 or float64 ndarray or the
+        class targets are not integers.
+    ValueError
+        If ``reduction`` is not "mean", "sum" or "none", ``weight`` is not 1-D or
+        ``label_smoothing`` not in [0, 1); when called, if the input is 0-d, the targets' shape
+        does not fit the input's, a class index is outside [0, K) (other than ``ignore_index``), or
+        ``weight`` does not have K values.
+
     Notes
     -----
     Finite whenever the logits of the target classes are: a non-target logit of -inf (masked
-    logits) gives probability 0 and no NaN.
+    logits) gives probability 0 and no NaN. The older convcore form
+    ``CrossEntropyLoss(reduction, label_smoothing)`` (a string first) is still accepted.
 
-    Example
-    -------
-    >>> loss = CrossEntropyLoss(weight=np.array([1.0, 2.0, 1.0]), label_smoothing=0.1)
-    >>> value = loss(logits, y); grad = loss.backward()
+    Examples
+    --------
+    Uniform logits over 4 classes cost ``log(4)``; the gradient is ``(softmax - onehot) / N``:
+
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> loss = nn.CrossEntropyLoss()
+    >>> round(loss(np.zeros((2, 4)), np.array([0, 3])), 4)
+    1.3863
+    >>> print(loss.backward())
+    [[-0.375  0.125  0.125  0.125]
+     [ 0.125  0.125  0.125 -0.375]]
+
+    Class weights, an ignored target, probability targets and per-sample losses:
+
+    >>> logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+    >>> weighted = nn.CrossEntropyLoss(weight=np.array([1.0, 2.0, 1.0]), ignore_index=-1, label_smoothing=0.1)
+    >>> value = weighted(logits, np.array([0, 1, -1]))
+    >>> weighted.backward().shape
+    (3, 3)
+    >>> soft = nn.CrossEntropyLoss(reduction="none")
+    >>> print(np.round(soft(np.zeros((1, 2)), np.array([[0.5, 0.5]])), 4))
+    [0.6931]
     """
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
@@ -266,13 +342,48 @@ class CrossEntropyLoss(_ClassLoss):
 
 
 class NLLLoss(_ClassLoss):
-    """Negative log-likelihood of log-probabilities (``torch.nn.NLLLoss``): ``-weight[y] *
-    input[y]``, "mean" divided by the summed weight of the non-ignored targets.
+    """Negative log-likelihood of log-probabilities, as ``torch.nn.NLLLoss``.
+
+    ``loss = -weight[y] * input[y]``, "mean" divided by the summed weight of the non-ignored
+    targets.
+
+    ``LogSoftmax`` followed by ``NLLLoss`` is ``CrossEntropyLoss``. ``loss(input, target)`` returns
+    a float ("mean", "sum") or the per-sample losses ("none"); ``loss.backward()`` then returns
+    the gradient with respect to ``input``.
+
+    Parameters
+    ----------
+    weight : array_like of shape (K,), optional
+        A weight per class.
+    ignore_index : int, default -100
+        Targets equal to it contribute nothing (nor to the mean's divisor).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        The older convcore form ``NLLLoss(reduction)`` (a string first) is still accepted.
 
     Shape
     -----
-    input (N, K) or (N, K, d1, ...) log-probabilities (e.g. from ``LogSoftmax``), target (N,) or
-    (N, d1, ...) integer classes.
+    input (N, K) or (N, K, d1, ...) log-probabilities (e.g. from ``LogSoftmax``), or (K,);
+    target (N,) or (N, d1, ...) integer classes. "none" returns the target's shape.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` does not hold numbers or ``ignore_index`` is not an int; when called, if the
+        input is not a float32 or float64 ndarray or the targets are not integers.
+    ValueError
+        If ``reduction`` is not "mean", "sum" or "none"; when called, if the input is 0-d,
+        the targets' shape does not fit the input's, a class index is outside [0, K) (other than
+        ``ignore_index``), or ``weight`` does not have K values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> logp = np.log(np.array([[0.5, 0.5], [0.9, 0.1]]))
+    >>> round(nn.NLLLoss()(logp, np.array([0, 1])), 4)                  # (log 2 + log 10) / 2
+    1.4979
+    >>> round(nn.NLLLoss(weight=[1.0, 3.0])(logp, np.array([0, 1])), 4)   # (log 2 + 3 log 10) / 4
+    1.9002
     """
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
@@ -310,21 +421,54 @@ class NLLLoss(_ClassLoss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary cross-entropy from logits (``torch.nn.BCEWithLogitsLoss``), stable for any logit::
+    """Binary cross-entropy from logits, as ``torch.nn.BCEWithLogitsLoss``.
+
+    Stable for any logit::
 
         loss = -weight * (pos_weight * t * log(sigmoid(z)) + (1 - t) * log(1 - sigmoid(z)))
 
+    ``loss(input, target)`` returns a float ("mean", "sum") or the per-element losses ("none");
+    ``loss.backward()`` then returns the gradient with respect to ``input``.
+
     Parameters
     ----------
-    weight : array broadcastable to the input, optional
+    weight : array_like broadcastable to the input, optional
         Rescales each element's loss.
-    reduction : "mean" (default), "sum" or "none"
-    pos_weight : array broadcastable to the input (usually (C,), the last axis), optional
-        Weight of the positive term: above 1 raises recall, below 1 precision.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        The older convcore form ``BCEWithLogitsLoss(reduction)`` (a string first) is still
+        accepted.
+    pos_weight : array_like broadcastable to the input, optional
+        Weight of the positive term (usually (C,), one per class along the last axis): above 1
+        raises recall, below 1 precision.
 
     Shape
     -----
-    input any shape, target the same shape with values in [0, 1].
+    input any shape, target the same shape with values in [0, 1]; "none" returns the input's
+    shape.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` or ``pos_weight`` does not hold numbers; when called, if the input is not a
+        float32 or float64 ndarray or the target not numeric.
+    ValueError
+        If ``reduction`` is not "mean", "sum" or "none"; when called, if the target's shape
+        differs from the input's or ``weight``/``pos_weight`` does not broadcast to it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> logits, target = np.zeros((2, 3)), np.ones((2, 3))
+    >>> round(nn.BCEWithLogitsLoss()(logits, target), 4)                     # log 2
+    0.6931
+    >>> round(nn.BCEWithLogitsLoss(pos_weight=np.array([3.0, 1.0, 1.0]))(logits, target), 4)
+    1.1552
+    >>> loss = nn.BCEWithLogitsLoss(reduction="sum")
+    >>> value = loss(logits, target)
+    >>> print(loss.backward())                                          # sigmoid(z) - t
+    [[-0.5 -0.5 -0.5]
+     [-0.5 -0.5 -0.5]]
     """
 
     def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
@@ -368,8 +512,44 @@ class BCEWithLogitsLoss(_Loss):
 
 
 class BCELoss(_Loss):
-    """Binary cross-entropy of probabilities (``torch.nn.BCELoss``); the logs are clamped at -100
-    as torch does, so a probability of exactly 0 or 1 gives a large finite loss."""
+    """Binary cross-entropy of probabilities, as ``torch.nn.BCELoss``.
+
+    ``loss = -weight * (t * log(p) + (1 - t) * log(1 - p))``.
+
+    The logs are clamped at -100 as torch does, so a probability of exactly 0 or 1 gives a large
+    finite loss. For logits prefer ``BCEWithLogitsLoss`` (stable, no sigmoid layer needed).
+
+    Parameters
+    ----------
+    weight : array_like broadcastable to the input, optional
+        Rescales each element's loss.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        The older convcore form ``BCELoss(reduction)`` (a string first) is still accepted.
+
+    Shape
+    -----
+    input any shape, probabilities in [0, 1]; target the same shape; "none" returns the input's
+    shape.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` does not hold numbers; when called, if the input is not a float32 or float64
+        ndarray or the target not numeric.
+    ValueError
+        If ``reduction`` is not "mean", "sum" or "none"; when called, if the target's shape
+        differs from the input's or the input holds values outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> p, t = np.array([0.5, 0.5, 0.9]), np.array([1.0, 0.0, 1.0])
+    >>> print(np.round(nn.BCELoss(reduction="none")(p, t), 4))
+    [0.6931 0.6931 0.1054]
+    >>> nn.BCELoss()(np.array([1.0]), np.array([0.0]))                  # log clamped at -100
+    100.0
+    """
 
     def __init__(self, weight=None, reduction: str = "mean"):
         weight, reduction = _reduction_first(weight, reduction, "BCELoss")
@@ -412,22 +592,129 @@ class _Elementwise(_Loss):
 
 
 class MSELoss(_Elementwise):
-    """Mean (or summed) squared error ``(input - target)**2`` (``torch.nn.MSELoss``)."""
+    """Mean (or summed) squared error ``(input - target)**2``, as ``torch.nn.MSELoss``.
+
+    ``loss(input, target)`` returns a float ("mean", "sum") or the per-element losses ("none");
+    ``loss.backward()`` then returns the gradient with respect to ``input``. Unlike torch, the
+    target is not broadcast: it must have the input's shape.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+
+    Shape
+    -----
+    input any shape, target the same shape; "none" returns that shape.
+
+    Raises
+    ------
+    TypeError
+        When called, if the input is not a float32 or float64 ndarray or the target not
+        numeric.
+    ValueError
+        If ``reduction`` is not "mean", "sum" or "none"; when called, if the target's
+        shape differs from the input's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x, t = np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0])
+    >>> loss = nn.MSELoss()
+    >>> round(loss(x, t), 4)                                    # (0 + 1 + 4) / 3
+    1.6667
+    >>> print(np.round(loss.backward(), 4))                     # 2 (x - t) / 3
+    [0.     0.6667 1.3333]
+    >>> nn.MSELoss(reduction="sum")(x, t)
+    5.0
+    """
 
     def _of(self, d):
         return d * d, 2 * d
 
 
 class L1Loss(_Elementwise):
-    """Absolute error ``|input - target|`` (``torch.nn.L1Loss``; gradient sign(d), 0 at 0)."""
+    """Mean (or summed) absolute error ``|input - target|``, as ``torch.nn.L1Loss``.
+
+    The gradient is ``sign(input - target)``, 0 at 0.
+
+    ``loss(input, target)`` returns a float ("mean", "sum") or the per-element losses ("none");
+    ``loss.backward()`` then returns the gradient with respect to ``input``. Unlike torch, the
+    target is not broadcast: it must have the input's shape.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+
+    Shape
+    -----
+    input any shape, target the same shape; "none" returns that shape.
+
+    Raises
+    ------
+    TypeError
+        When called, if the input is not a float32 or float64 ndarray or the target not
+        numeric.
+    ValueError
+        If ``reduction`` is not "mean", "sum" or "none"; when called, if the target's
+        shape differs from the input's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> loss = nn.L1Loss()
+    >>> loss(np.array([1.0, 3.0, 0.0]), np.array([1.0, 1.0, 1.0]))        # (0 + 2 + 1) / 3
+    1.0
+    >>> print(np.round(loss.backward(), 4))
+    [ 0.      0.3333 -0.3333]
+    """
 
     def _of(self, d):
         return np.abs(d), np.sign(d)
 
 
 class SmoothL1Loss(_Elementwise):
-    """``0.5 d**2 / beta`` where ``|d| < beta``, ``|d| - 0.5 beta`` elsewhere
-    (``torch.nn.SmoothL1Loss``; ``beta=0`` is L1)."""
+    """Smooth L1 loss of ``d = input - target``, as ``torch.nn.SmoothL1Loss``.
+
+    ``0.5 d**2 / beta`` where ``|d| < beta``, ``|d| - 0.5 beta`` elsewhere (``beta=0`` is L1).
+
+    Pass ``beta`` by keyword (torch's positional arguments start with the deprecated
+    ``size_average``).
+
+    ``loss(input, target)`` returns a float ("mean", "sum") or the per-element losses ("none");
+    ``loss.backward()`` then returns the gradient with respect to ``input``. Unlike torch, the
+    target is not broadcast: it must have the input's shape.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+    beta : float, default 1.0
+        Where the loss turns from quadratic to linear, >= 0.
+
+    Shape
+    -----
+    input any shape, target the same shape; "none" returns that shape.
+
+    Raises
+    ------
+    TypeError
+        If ``beta`` is not a number; when called, if the input is not a float32 or float64 ndarray or the target not
+        numeric.
+    ValueError
+        If ``reduction`` is not "mean", "sum" or "none", or ``beta`` is negative or not finite; when
+        called, if the target's shape differs from the input's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x, t = np.array([0.5, 3.0]), np.zeros(2)
+    >>> print(nn.SmoothL1Loss(reduction="none")(x, t))                 # 0.5 * 0.25, 3 - 0.5
+    [0.125 2.5  ]
+    >>> print(nn.SmoothL1Loss(reduction="none", beta=4.0)(x, t))       # 0.5 d**2 / 4
+    [0.03125 1.125  ]
+    """
 
     def __init__(self, reduction: str = "mean", beta: float = 1.0):
         super().__init__(reduction)
@@ -445,8 +732,44 @@ class SmoothL1Loss(_Elementwise):
 
 
 class HuberLoss(_Elementwise):
-    """``0.5 d**2`` where ``|d| < delta``, ``delta (|d| - 0.5 delta)`` elsewhere
-    (``torch.nn.HuberLoss``; ``delta`` times SmoothL1 with ``beta=delta``)."""
+    """Huber loss of ``d = input - target``, as ``torch.nn.HuberLoss``.
+
+    ``0.5 d**2`` where ``|d| < delta``, ``delta (|d| - 0.5 delta)`` elsewhere (``delta`` times
+    ``SmoothL1Loss`` with ``beta=delta``).
+
+    ``loss(input, target)`` returns a float ("mean", "sum") or the per-element losses ("none");
+    ``loss.backward()`` then returns the gradient with respect to ``input``. Unlike torch, the
+    target is not broadcast: it must have the input's shape.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+    delta : float, default 1.0
+        Where the loss turns from quadratic to linear, > 0.
+
+    Shape
+    -----
+    input any shape, target the same shape; "none" returns that shape.
+
+    Raises
+    ------
+    TypeError
+        If ``delta`` is not a number; when called, if the input is not a float32 or float64 ndarray or the target not
+        numeric.
+    ValueError
+        If ``reduction`` is not "mean", "sum" or "none", or ``delta`` is not positive and finite; when
+        called, if the target's shape differs from the input's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> x, t = np.array([0.5, 3.0]), np.zeros(2)
+    >>> print(nn.HuberLoss(reduction="none", delta=2.0)(x, t))         # 0.5 d**2, 2 (3 - 1)
+    [0.125 4.   ]
+    >>> nn.HuberLoss()(x, t)                                            # (0.125 + 2.5) / 2
+    1.3125
+    """
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0):
         super().__init__(reduction)

@@ -15,8 +15,33 @@ from .module import Module, check_input
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum ``grad`` over the axes numpy broadcasting added or stretched to reach ``grad.shape``
-    from ``shape``: the gradient of a broadcast operand."""
+    """The gradient of a broadcast operand: ``grad`` summed back to the operand's ``shape``.
+
+    The sum runs over the axes numpy broadcasting added or stretched to reach ``grad.shape``
+    from ``shape``.
+
+    Parameters
+    ----------
+    grad : ndarray
+        The gradient of the broadcast result.
+    shape : tuple of int
+        The operand's shape, which broadcasts to ``grad.shape``.
+
+    Returns
+    -------
+    ndarray
+        The gradient of the operand, of ``shape`` (``grad`` itself when the shapes are equal).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore.nn.merge import unbroadcast
+    >>> g = np.ones((2, 3))
+    >>> print(unbroadcast(g, (1, 3)))
+    [[2. 2. 2.]]
+    >>> unbroadcast(g, (3,)).shape, unbroadcast(g, (2, 1)).shape
+    ((3,), (2, 1))
+    """
     if grad.shape == shape:
         return grad
     lead = grad.ndim - len(shape)
@@ -47,13 +72,32 @@ class _Merge(Module):
 class Add(_Merge):
     """Elementwise sum of its inputs, with numpy broadcasting: ``Add()(a, b) == a + b``.
 
+    A convcore merge layer (torch writes ``a + b`` in a forward): two or more inputs, the
+    gradient of a broadcast input summed back to its shape. In a ``Sequential`` it takes the tuple
+    the previous layer returned; ``convcore.functional.add`` is the same as a function.
+
     Shape
     -----
     inputs of broadcast-compatible shapes -> their broadcast shape
 
+    Raises
+    ------
+    ValueError
+        When called with fewer than two inputs or shapes that do not broadcast.
+    TypeError
+        When an input is not a float32 or float64 ndarray.
+
     Examples
     --------
-    >>> out = nn.Add()(out, identity)          # a residual connection
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> a, b = np.ones((2, 3), np.float32), np.full((1, 3), 2.0, np.float32)
+    >>> print(nn.Add()(a, b))
+    [[3. 3. 3.]
+     [3. 3. 3.]]
+    >>> block = nn.Sequential(nn.Parallel(nn.Linear(3, 3), nn.Identity()), nn.Add(), nn.ReLU())
+    >>> block(a).shape                         # a residual connection, relu(fc(x) + x)
+    (2, 3)
     """
 
     def forward(self, *inputs):
@@ -71,11 +115,39 @@ class Add(_Merge):
 
 
 class Concat(_Merge):
-    """Join its inputs along ``dim`` (PyTorch's ``torch.cat``; default the channel axis).
+    """Join its inputs along ``dim``, as ``torch.cat`` as a layer; default the channel axis.
+
+    A merge layer: in a ``Sequential`` it takes the tuple the previous layer returned (U-Net skip
+    connections, Inception branches); ``convcore.functional.cat`` is the same as a function. One
+    input is allowed (it is returned as a copy).
+
+    Parameters
+    ----------
+    dim : int, default 1
+        The axis to join along (negative counts from the end).
 
     Shape
     -----
     inputs (N, C_i, H, W) -> (N, sum C_i, H, W) for ``dim=1``
+
+    Raises
+    ------
+    TypeError
+        If ``dim`` is not an int; when called, if an input is not a float32 or float64 ndarray or
+        the dtypes differ.
+    ValueError
+        When called without inputs, with ``dim`` out of range, or with shapes that differ other
+        than along ``dim``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> a, b = np.zeros((2, 3, 4, 4), np.float32), np.ones((2, 5, 4, 4), np.float32)
+    >>> nn.Concat()(a, b).shape
+    (2, 8, 4, 4)
+    >>> nn.Concat(dim=-1)(a, a).shape
+    (2, 3, 4, 8)
     """
 
     def __init__(self, dim: int = 1):

@@ -48,14 +48,42 @@ def _primitive_backward(impl):
 
 
 class Parameter:
-    """A trainable array: ``data``, its accumulated ``grad`` (None until a backward), and
-    ``requires_grad`` (False when frozen).
+    """A trainable array, the counterpart of ``torch.nn.Parameter``.
+
+    It holds ``data``, its accumulated ``grad`` (None until a backward), and ``requires_grad``
+    (False when frozen).
+
+    Unlike torch's, it is not an array itself but holds one: compute with ``p.data``. ``shape``,
+    ``dtype`` and ``size`` are those of ``data``. Assigning a ``Parameter`` to an attribute of a
+    ``Module`` registers it (``named_parameters``, ``state_dict``, optimizers see it).
 
     ``version`` counts the changes of ``data``: assigning ``p.data = ...`` bumps it, and so do
     convcore's own in-place writers (optimizer steps, ``load_state_dict``, ``astype``). Inference
     caches derived from the values (weights packed for the GEMM's micro-kernel, batch norm folded
     into a convolution) are keyed on it, so they are never used stale. **If you modify ``p.data``
     in place yourself** (``p.data[...] = v``, ``p.data *= 2``), call ``p.mark_changed()`` afterwards.
+
+    Parameters
+    ----------
+    data : ndarray
+        The values (made C-contiguous, which copies a non-contiguous array).
+    requires_grad : bool, default True
+        False freezes the parameter: no gradient is computed for it and optimizers leave it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> p = nn.Parameter(np.zeros((2, 3), np.float32))
+    >>> p
+    Parameter(shape=(2, 3), dtype=float32, requires_grad=True)
+    >>> p.grad is None
+    True
+    >>> before = p.version
+    >>> p.data[0, 0] = 1.0        # an in-place write: declare it
+    >>> p.mark_changed()
+    >>> p.version - before
+    1
     """
 
     __slots__ = ("_data", "grad", "requires_grad", "_own", "_version", "_packs")
@@ -110,8 +138,16 @@ class Parameter:
         return self.data.size
 
     def accumulate(self, grad: np.ndarray) -> None:
-        """Add ``grad`` into ``self.grad``. The first gradient is stored as is; the second makes a
-        new array (the first may be an array its layer still uses elsewhere), later ones add into it."""
+        """Add ``grad`` into ``self.grad`` (what a primitive layer's ``backward`` calls).
+
+        The first gradient is stored as is; the second makes a new array (the first may be an
+        array its layer still uses elsewhere), later ones add into it.
+
+        Parameters
+        ----------
+        grad : ndarray
+            A gradient of the parameter's shape.
+        """
         if self.grad is None:
             self.grad = grad
         elif self.grad is self._own:
@@ -195,7 +231,7 @@ def _names_dtype(text: str) -> bool:
 
 
 class Module:
-    """Base class of every layer, container and model.
+    """Base class of every layer, container and model, as ``torch.nn.Module``.
 
     Two kinds of subclasses:
 
@@ -214,6 +250,53 @@ class Module:
     Calling ``backward`` yourself, on any module, replays the module's last top-level call in this
     thread. Constructor arguments come back from ``get_config()`` (``convcore.save`` stores them;
     custom modules become saveable with ``@convcore.nn.register``).
+
+    Differences from torch: there is no autograd on arrays (``model.backward(grad)`` takes the
+    gradient of the output, e.g. ``loss.backward()``); parameters and buffers are numpy arrays;
+    ``astype``/``to`` change the dtype (float32 or float64), the only device is the CPU.
+
+    Raises
+    ------
+    RuntimeError
+        If a subclass's ``__init__`` assigns an attribute before calling ``super().__init__()``.
+
+    Examples
+    --------
+    A define-by-run module: children in ``__init__``, a ``forward``, the backward for free.
+
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> from convcore import functional as F
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.conv = nn.Conv2d(1, 4, 3, padding=1, rng=0)
+    ...         self.fc = nn.Linear(4 * 8 * 8, 10, rng=0)
+    ...     def forward(self, x):
+    ...         return self.fc(F.flatten(F.relu(self.conv(x))))
+    >>> net = Net()
+    >>> logits = net(np.ones((2, 1, 8, 8), np.float32))
+    >>> logits.shape
+    (2, 10)
+    >>> net.backward(np.ones_like(logits))          # gradients into the parameters
+    >>> net.conv.weight.grad.shape, net.num_parameters()
+    ((4, 1, 3, 3), 2610)
+    >>> list(net.state_dict())
+    ['conv.weight', 'conv.bias', 'fc.weight', 'fc.bias']
+
+    A primitive layer writes its backward too:
+
+    >>> class Square(nn.Module):
+    ...     def forward(self, x):
+    ...         self.save_for_backward(x)
+    ...         return x * x
+    ...     def backward(self, grad, need_input_grad):
+    ...         (x,) = self.saved()
+    ...         return 2 * x * grad if need_input_grad else None
+    >>> sq = Square()
+    >>> y = sq(np.array([1.0, 3.0]))
+    >>> print(sq.backward(np.ones(2), need_input_grad=True))
+    [2. 6.]
     """
 
     _primitive = False
@@ -278,10 +361,12 @@ class Module:
         self._buffers[name] = value
 
     def set_buffer(self, name: str, value: np.ndarray) -> None:
+        """Replace the value of buffer ``name`` (registering it if new)."""
         self._buffers[name] = value
 
     # -- the layer contract ----------------------------------------------------------------------
     def forward(self, *inputs):
+        """The computation; subclasses override it (call the module, ``module(x)``, not this)."""
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def __call__(self, *args, **kwargs):
@@ -304,8 +389,29 @@ class Module:
         returns it (a tuple for several inputs; a tuple of flags asks per input); by default the
         call returns None and a first convolution skips its input gradient entirely.
 
-        ``grad`` has the shape of the forward's output (a tuple of arrays, or None for an output
-        without gradient, when the forward returned a tuple).
+        Parameters
+        ----------
+        grad : ndarray or tuple of ndarray
+            The gradient of the forward's output, of its shape (a float array); a tuple (None for
+            an output without gradient) when the forward returned a tuple.
+        need_input_grad : bool or tuple of bool, default False
+            Whether to compute the gradient with respect to the input (one flag per array input
+            allowed).
+
+        Returns
+        -------
+        ndarray, tuple or None
+            The input gradient (a tuple for several inputs) when asked, else None.
+
+        Raises
+        ------
+        RuntimeError
+            If no recorded forward of this module ran in this thread (or it ran under
+            ``convcore.no_grad``).
+        TypeError
+            If ``grad`` is a number or not a float array, or ``need_input_grad`` is malformed.
+        ValueError
+            If ``grad`` does not have the output's shape (or is not a tuple for a tuple output).
         """
         if isinstance(grad, (int, float, np.number)) and not isinstance(grad, bool):
             raise TypeError(f"{type(self).__name__}.backward: grad must be the gradient array of the output, not a "
@@ -348,14 +454,17 @@ class Module:
             yield p
 
     def named_buffers(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+        """(dotted name, array) pairs of the buffers of this module and its descendants."""
         for mod_name, m in self.named_modules(prefix.rstrip("."), remove_duplicate=remove_duplicate):
             for name, b in m._buffers.items():
                 yield (mod_name + "." if mod_name else "") + name, b
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, module) pairs of the direct children."""
         yield from self._modules.items()
 
     def children(self) -> Iterator[Module]:
+        """The direct children."""
         yield from self._modules.values()
 
     def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
@@ -376,12 +485,19 @@ class Module:
         yield from walk(self, prefix)
 
     def modules(self) -> Iterator[Module]:
+        """This module and every descendant, each distinct module once."""
         for _, m in self.named_modules():
             yield m
 
     # -- modes -----------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
-        """Set training mode (``mode=True``) or evaluation mode, recursively; returns self."""
+        """Set training mode (``mode=True``) or evaluation mode, recursively; returns self.
+
+        Raises
+        ------
+        TypeError
+            If ``mode`` is not a bool.
+        """
         if not isinstance(mode, bool):
             raise TypeError(f"train(mode) expects a bool; received mode={mode!r}")
         for m in self.modules():
@@ -403,6 +519,7 @@ class Module:
         return self.requires_grad_(False)
 
     def unfreeze(self) -> Module:
+        """Undo ``freeze``: every parameter requires a gradient again; returns self."""
         return self.requires_grad_(True)
 
     @property
@@ -438,6 +555,20 @@ class Module:
 
         Values are converted to each target's dtype. With ``strict`` the keys must match exactly;
         shapes must always match. A failure changes nothing.
+
+        Parameters
+        ----------
+        state : mapping of str to array_like
+            For instance another module's ``state_dict()``.
+        strict : bool, default True
+            Refuse missing and unexpected keys (otherwise only the common keys are copied).
+
+        Raises
+        ------
+        KeyError
+            With ``strict``, if keys are missing or unexpected.
+        ValueError
+            If a value's shape differs from its target's.
         """
         own_params = dict(self.named_parameters(remove_duplicate=False))
         own_buffers = dict(self.named_buffers(remove_duplicate=False))
@@ -464,7 +595,15 @@ class Module:
                 owners[owner_name]._buffers[leaf] = value
 
     def astype(self, dtype) -> Module:
-        """Convert every parameter and floating buffer to ``dtype`` (float32 or float64); returns self."""
+        """Convert every parameter and floating buffer to ``dtype`` (float32 or float64); returns self.
+
+        Gradients are dropped.
+
+        Raises
+        ------
+        TypeError
+            If ``dtype`` is not float32 or float64.
+        """
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64; received {dtype}")
@@ -520,6 +659,7 @@ class Module:
         return {}
 
     def extra_repr(self) -> str:
+        """The arguments shown in ``repr`` (by default the non-module entries of ``get_config()``)."""
         return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if not isinstance(v, Module))
 
     def num_parameters(self, trainable_only: bool = False) -> int:
@@ -543,9 +683,20 @@ class Module:
         """A table of the calls one forward makes: each call's module (or op), its output shape
         and parameter count, plus trainable / frozen / buffer totals.
 
-        ``input_shape`` may include the batch axis or not (then a batch of one is used); a model
-        with several inputs takes a list of shapes; ``dtype`` defaults to the model's. The forward
-        is traced once in eval mode, so any model works, define-by-run ones included.
+        The forward is traced once in eval mode, so any model works, define-by-run ones included.
+
+        Parameters
+        ----------
+        input_shape : tuple of int or list of tuple
+            The input's shape, with the batch axis or without (then a batch of one is used); a
+            list of shapes for a model with several inputs.
+        dtype : numpy dtype, optional
+            The input dtype, default the model's.
+
+        Returns
+        -------
+        str
+            The table (print it).
         """
         from ._summary import summarize
 

@@ -136,26 +136,119 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalization over (N, C) input (per feature).
+    """Batch normalization over (N, C) input (per feature), as ``torch.nn.BatchNorm1d``.
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias``: in training with the batch's statistics
+    (the biased variance), which also update the running ones (with the unbiased variance); in
+    eval mode with the running statistics. A frozen layer uses and keeps its running statistics
+    even in training mode. Unlike torch's, (N, C, L) input is not accepted.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of channels (features).
+    eps : float, default 1e-5
+        Added to the variance, >= 0.
+    momentum : float or None, default 0.1
+        In [0, 1]: ``running = (1 - momentum) * running + momentum * batch``; None is a
+        cumulative average over all batches seen (torch's meaning).
+    affine : bool, default True
+        Learn a per-channel ``weight`` (init 1) and ``bias`` (init 0).
+    track_running_stats : bool, default True
+        Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers and use them in
+        eval mode; without them batch statistics are always used.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' and buffers' dtype; the input must have the same.
 
     Shape
     -----
     input (N, C) -> same; training needs N >= 2 (one value per channel has no variance).
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type (``num_features`` not an int, ``eps`` or ``momentum``
+        not a number, a flag not a bool); when called, if the input is not an ndarray of the
+        layer's dtype.
+    ValueError
+        If ``num_features`` is below 1, ``eps`` negative or ``momentum`` outside [0, 1]; when
+        called, if the input has the wrong number of dimensions or channels, or a single value
+        per channel in training.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> bn = nn.BatchNorm1d(2)
+    >>> x = np.array([[1.0, 2.0], [3.0, 6.0]], np.float32)
+    >>> print(np.round(bn(x), 4))                          # training: batch statistics
+    [[-1. -1.]
+     [ 1.  1.]]
+    >>> print(np.round(bn.running_mean, 4), np.round(bn.running_var, 4))
+    [0.2 0.4] [1.1 1.7]
+    >>> bn.eval()(x).shape                                 # eval: running statistics
+    (2, 2)
     """
 
     _ndim = (2,)
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalization over (N, C, H, W) input (per channel).
+    """Batch normalization over (N, C, H, W) input (per channel), as ``torch.nn.BatchNorm2d``.
 
     In training the batch statistics normalise and the running ones are updated
     (``running = (1 - momentum) * running + momentum * batch``, the unbiased variance; a
-    cumulative average with ``momentum=None``). An empty batch leaves them as they are.
+    cumulative average with ``momentum=None``). An empty batch leaves them as they are. In eval
+    mode (and when frozen) the running statistics are used; under ``convcore.no_grad`` the layer
+    is then one per-channel affine map, folded into a preceding convolution where possible.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of channels (features).
+    eps : float, default 1e-5
+        Added to the variance, >= 0.
+    momentum : float or None, default 0.1
+        In [0, 1]: ``running = (1 - momentum) * running + momentum * batch``; None is a
+        cumulative average over all batches seen (torch's meaning).
+    affine : bool, default True
+        Learn a per-channel ``weight`` (init 1) and ``bias`` (init 0).
+    track_running_stats : bool, default True
+        Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers and use them in
+        eval mode; without them batch statistics are always used.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' and buffers' dtype; the input must have the same.
 
     Shape
     -----
     input (N, C, H, W) -> same; training needs N * H * W >= 2.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type (``num_features`` not an int, ``eps`` or ``momentum``
+        not a number, a flag not a bool); when called, if the input is not an ndarray of the
+        layer's dtype.
+    ValueError
+        If ``num_features`` is below 1, ``eps`` negative or ``momentum`` outside [0, 1]; when
+        called, if the input has the wrong number of dimensions or channels, or a single value
+        per channel in training.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> bn = nn.BatchNorm2d(3, momentum=None)
+    >>> x = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
+    >>> y = bn(x)
+    >>> print(np.round(y.mean(axis=(0, 2, 3)), 4) + 0.0)
+    [0. 0. 0.]
+    >>> print(bn.running_mean)                             # the cumulative average of one batch
+    [ 7.5 11.5 15.5]
+    >>> int(bn.num_batches_tracked)
+    1
+    >>> list(bn.state_dict())
+    ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
     """
 
     _ndim = (4,)
@@ -168,25 +261,47 @@ def _normalize_backward(g, xhat, inv_std, axes):
 
 
 class LayerNorm(Module):
-    """Layer normalization over the last ``len(normalized_shape)`` dimensions
-    (``torch.nn.LayerNorm``): each sample's values there are normalised to mean 0 and (biased)
-    variance 1, then scaled by ``weight`` and shifted by ``bias`` of shape ``normalized_shape``.
+    """Layer normalization over the last ``len(normalized_shape)`` dimensions, as ``torch.nn.LayerNorm``.
+
+    Each sample's values there are normalised to mean 0 and (biased) variance 1, then scaled by
+    ``weight`` and shifted by ``bias`` of shape ``normalized_shape``.
 
     Parameters
     ----------
-    normalized_shape : int or tuple of ints
+    normalized_shape : int or tuple of int
+        The trailing shape normalised over.
     eps : float, default 1e-5
+        Added to the variance, >= 0.
     elementwise_affine : bool, default True
+        Learn ``weight`` (init 1) and ``bias`` (init 0).
     bias : bool, default True
-    dtype : float32 (default) or float64
+        With ``elementwise_affine``, whether to learn the bias.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' dtype; the input must have the same.
 
     Shape
     -----
-    input (*, *normalized_shape) -> same
+    input ``(*, *normalized_shape)`` -> same
 
-    Example
-    -------
-    >>> ln = LayerNorm((16, 8, 8))            # over C, H, W of (N, 16, 8, 8)
+    Raises
+    ------
+    TypeError
+        If ``normalized_shape`` is not an int or a non-empty tuple of ints, ``eps`` not a number or
+        a flag not a bool; when called, if the input is not an ndarray of the layer's dtype.
+    ValueError
+        If a size is below 1 or ``eps`` negative; when called, if the input's shape does not end
+        with ``normalized_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> ln = nn.LayerNorm(4)
+    >>> print(np.round(ln(np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)), 4))
+    [[-1.3416 -0.4472  0.4472  1.3416]]
+    >>> ln = nn.LayerNorm((16, 8, 8))            # over C, H, W of (N, 16, 8, 8)
+    >>> ln(np.zeros((2, 16, 8, 8), np.float32)).shape, ln.weight.shape
+    ((2, 16, 8, 8), (16, 8, 8))
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32):
@@ -253,22 +368,51 @@ class LayerNorm(Module):
 
 
 class GroupNorm(Module):
-    """Group normalization (``torch.nn.GroupNorm``): the channels are split into ``num_groups``
-    groups and each sample's values in a group are normalised to mean 0 and (biased) variance 1;
-    ``weight`` and ``bias`` are per channel. Independent of the batch size (so a batch of one
-    trains), and the same in train and eval mode.
+    """Group normalization, as ``torch.nn.GroupNorm``.
+
+    The channels are split into ``num_groups`` groups and each sample's values in a group are
+    normalised to mean 0 and (biased) variance 1; ``weight`` and ``bias`` are per channel.
+    Independent of the batch size (so a batch of one trains), and the same in train and eval
+    mode.
 
     Parameters
     ----------
-    num_groups : int, dividing num_channels
+    num_groups : int
+        The number of groups; it must divide ``num_channels``.
     num_channels : int
+        C, the number of channels.
     eps : float, default 1e-5
+        Added to the variance, >= 0.
     affine : bool, default True
-    dtype : float32 (default) or float64
+        Learn a per-channel ``weight`` (init 1) and ``bias`` (init 0).
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' dtype; the input must have the same.
 
     Shape
     -----
-    input (N, C, *) -> same
+    input ``(N, C, *)`` -> same
+
+    Raises
+    ------
+    TypeError
+        If a count is not an int, ``eps`` not a number or ``affine`` not a bool; when called, if
+        the input is not an ndarray of the layer's dtype.
+    ValueError
+        If a count is below 1, ``num_groups`` does not divide ``num_channels`` or ``eps`` is
+        negative; when called, if the input is not (N, C, ...) with C = ``num_channels``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> gn = nn.GroupNorm(2, 4)
+    >>> x = np.arange(72, dtype=np.float32).reshape(2, 4, 3, 3) ** 2
+    >>> y = gn(x)
+    >>> y.shape
+    (2, 4, 3, 3)
+    >>> groups = y.reshape(2, 2, -1)                       # 2 samples x 2 groups of 2 channels
+    >>> bool(np.allclose(groups.mean(axis=2), 0, atol=1e-5)), bool(np.allclose(groups.std(axis=2), 1, atol=1e-3))
+    (True, True)
     """
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32):

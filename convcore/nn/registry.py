@@ -38,8 +38,58 @@ _CONTAINER_ATTR = "_children_in_spec"
 
 
 def register(cls=None, *, name: str | None = None):
-    """Class decorator making a ``Module`` subclass saveable and loadable under ``name``
-    (default: the class name). The class must be constructible from its ``get_config()``."""
+    """Class decorator making a ``Module`` subclass saveable and loadable under ``name``.
+
+    The class must be constructible from its ``get_config()`` (keyword arguments, JSON-able
+    values or modules); its children are rebuilt by its constructor and its parameters come
+    from the file. Registering the same class again (or a class of the same module and
+    qualified name, as when a module is reloaded) replaces the entry. There is no torch
+    counterpart: torch pickles classes, convcore's files never execute code.
+
+    Parameters
+    ----------
+    cls : type, optional
+        The class, when used as ``@register``; omitted for ``@register(name=...)``.
+    name : str, optional, keyword only
+        The name written into files, default the class name. Use a qualified name
+        ("mypackage.Block") to avoid collisions.
+
+    Returns
+    -------
+    type or callable
+        ``cls`` itself (``@register``), or the decorator (``@register(name=...)``).
+
+    Raises
+    ------
+    TypeError
+        If the decorated object is not a ``Module`` subclass.
+    ValueError
+        If ``name`` is empty or not a string, or taken by another class.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import convcore
+    >>> from convcore import nn
+    >>> from convcore import functional as F
+    >>> @nn.register(name="doctest.Scale")
+    ... class Scale(nn.Module):
+    ...     def __init__(self, factor):
+    ...         super().__init__()
+    ...         self.factor = factor
+    ...     def forward(self, x):
+    ...         return F.mul(x, self.factor)
+    ...     def get_config(self):
+    ...         return {"factor": self.factor}
+    >>> model = nn.Sequential(nn.Linear(2, 2), Scale(3.0))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.npz")
+    ...     convcore.save(model, path)
+    ...     loaded = convcore.load(path)
+    >>> type(loaded[1]).__name__, loaded[1].factor
+    ('Scale', 3.0)
+    """
 
     def add(klass):
         if not (isinstance(klass, type) and issubclass(klass, Module)):
@@ -60,7 +110,21 @@ def register(cls=None, *, name: str | None = None):
 
 
 def registered() -> dict[str, type]:
-    """A copy of the registry: name -> class."""
+    """A copy of the registry: the module types ``convcore.load`` may build.
+
+    Returns
+    -------
+    dict of str to type
+        Name -> class, convcore's built-in layers and containers included; changing it does not
+        change the registry.
+
+    Examples
+    --------
+    >>> from convcore import nn
+    >>> types = nn.registered()
+    >>> types["Conv2d"] is nn.Conv2d, "Sequential" in types
+    (True, True)
+    """
     return dict(_REGISTRY)
 
 
@@ -124,7 +188,41 @@ def _join(path: str, name: str) -> str:
 
 
 def module_to_spec(module: Module) -> dict:
-    """The architecture of ``module`` as plain JSON-able data (format version 2)."""
+    """The architecture of ``module`` as plain JSON-able data (format version 2).
+
+    Each module is ``{"type": name, "config": get_config()}``; containers add ``"children"``, a
+    list of [name, description] pairs; a module met a second time is ``{"ref": path}``, the
+    dotted path where it was first described. Parameters and buffers are not included (see
+    ``Module.state_dict``); ``convcore.save`` writes both.
+
+    Parameters
+    ----------
+    module : Module
+        A module whose every submodule type is registered (see ``register``).
+
+    Returns
+    -------
+    dict
+        The description, which ``json.dumps`` accepts and ``module_from_spec`` rebuilds.
+
+    Raises
+    ------
+    TypeError
+        If ``module`` is not a ``Module``, or a ``get_config()`` does not return a dict with string
+        keys.
+    ValueError
+        If a module's type is not registered.
+
+    Examples
+    --------
+    >>> from convcore import nn
+    >>> spec = nn.module_to_spec(nn.Sequential(nn.Linear(4, 2), nn.ReLU()))
+    >>> spec["type"], spec["children"][0]
+    ('Sequential', ['0', {'type': 'Linear', 'config': {'in_features': 4, 'out_features': 2, 'bias': True}}])
+    >>> fc = nn.Linear(2, 2)
+    >>> nn.module_to_spec(nn.Sequential(fc, fc))["children"][1]          # a shared layer
+    ['1', {'ref': '0'}]
+    """
     if not isinstance(module, Module):
         raise TypeError(f"expected a convcore.nn.Module; received {type(module).__name__}")
     return _Writer().spec(module, "")
@@ -135,7 +233,20 @@ def module_to_spec(module: Module) -> dict:
 
 
 class SpecError(ValueError):
-    """An architecture description that cannot be built."""
+    """An architecture description that cannot be built (raised by ``module_from_spec``).
+
+    A subclass of ``ValueError``; its message names the place in the description.
+
+    Examples
+    --------
+    >>> from convcore import nn
+    >>> from convcore.nn.registry import SpecError
+    >>> try:
+    ...     nn.module_from_spec({"type": "NoSuchLayer"})
+    ... except SpecError as exc:
+    ...     print(str(exc).split(";")[0])
+    unknown module type 'NoSuchLayer' at the root
+    """
 
 
 class _Reader:
@@ -226,13 +337,79 @@ def _short(v) -> str:
 
 
 def module_from_spec(spec, max_modules: int = 100_000) -> Module:
-    """Rebuild a module from ``module_to_spec`` data (format version 2)."""
+    """Rebuild a module from ``module_to_spec`` data (format version 2).
+
+    Only registered classes are built, each with keyword arguments checked against its
+    constructor; shared modules (``{"ref": path}``) come back shared. The parameters are freshly
+    initialised: load values with ``load_state_dict`` (``convcore.load`` does both).
+
+    Parameters
+    ----------
+    spec : dict
+        A description from ``module_to_spec`` (for instance read back from JSON).
+    max_modules : int, default 100000
+        The most modules the description may describe (a guard against hostile files).
+
+    Returns
+    -------
+    Module
+        The new module.
+
+    Raises
+    ------
+    SpecError
+        A ``ValueError``: if the description is malformed, names an unregistered type, has a
+        config its constructor refuses, refers to a module before describing it, contains itself,
+        or describes more than ``max_modules`` modules.
+
+    Examples
+    --------
+    >>> import json
+    >>> from convcore import nn
+    >>> fc = nn.Linear(4, 4)
+    >>> text = json.dumps(nn.module_to_spec(nn.Sequential(fc, nn.ReLU(), fc)))
+    >>> model = nn.module_from_spec(json.loads(text))
+    >>> model[0] is model[2], model[0].in_features
+    (True, 4)
+    """
     return _Reader(max_modules).build(spec, "")
 
 
 def module_from_spec_v1(spec, depth: int = 0) -> Module:
-    """Rebuild a module from a version-1 description (convcore 0.1: type, config, children for
-    Sequential and Autoencoder, a per-module frozen flag)."""
+    """Rebuild a module from a version-1 description (convcore 0.1 files).
+
+    Version 1 has ``type`` and ``config`` per module, ``children`` for ``Sequential`` and
+    ``Autoencoder`` only, and a per-module ``frozen`` flag; only convcore's own types are built.
+    ``convcore.load`` calls it for old files.
+
+    Parameters
+    ----------
+    spec : dict
+        The version-1 description.
+    depth : int, default 0
+        The nesting depth reached (internal: the recursion stops past 200).
+
+    Returns
+    -------
+    Module
+        The new module (frozen where the description says so).
+
+    Raises
+    ------
+    SpecError
+        A ``ValueError``: if the description is malformed, too deeply nested, names a type that
+        is not one of convcore's, or has a config the constructor refuses.
+
+    Examples
+    --------
+    >>> from convcore.nn.registry import module_from_spec_v1
+    >>> spec = {"type": "Sequential", "children": [
+    ...     {"type": "Linear", "config": {"in_features": 3, "out_features": 2}, "frozen": True},
+    ...     {"type": "ReLU"}]}
+    >>> model = module_from_spec_v1(spec)
+    >>> model[0].frozen, len(model)
+    (True, 2)
+    """
     if depth > 200:
         raise SpecError("the architecture is nested too deeply")
     if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):

@@ -1,10 +1,13 @@
 """Gradient clipping and flat views of parameters, after ``torch.nn.utils``.
 
-Call them between ``model.backward(...)`` and ``optimizer.step()``::
+Call the clipping functions between ``model.backward(...)`` and ``optimizer.step()``::
 
     model.backward(loss.backward())
     total = nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
     optimizer.step()
+
+Each function that takes ``parameters`` accepts one ``Parameter`` or an iterable of them and
+raises ``TypeError`` for anything else.
 """
 
 from __future__ import annotations
@@ -53,8 +56,43 @@ def _vector_norm(a: np.ndarray, p: float) -> float:
 
 
 def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite: bool = False) -> float:
-    """The ``norm_type`` norm of the arrays taken together (as if concatenated): the norm of their
-    norms, as ``torch.nn.utils.get_total_norm``. 0.0 for no arrays."""
+    """The ``norm_type`` norm of the arrays taken together, as ``torch.nn.utils.get_total_norm``.
+
+    As if the arrays were concatenated: the norm of their norms.
+
+    Parameters
+    ----------
+    tensors : ndarray or iterable of ndarray
+        The arrays, usually the gradients ``[p.grad for p in params if p.grad is not None]``.
+    norm_type : float or "inf", default 2.0
+        The order: ``inf`` (or "inf") is the largest absolute value, 0 counts the nonzero values.
+    error_if_nonfinite : bool, default False
+        Raise when the total norm is NaN or infinite.
+
+    Returns
+    -------
+    float
+        The total norm (computed in float64); 0.0 for no arrays. torch returns a 0-d tensor.
+
+    Raises
+    ------
+    TypeError
+        If ``norm_type`` is not a number or "inf".
+    ValueError
+        If ``norm_type`` is NaN.
+    RuntimeError
+        If ``error_if_nonfinite`` is True and the total norm is NaN or infinite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> grads = [np.array([3.0, 0.0]), np.array([[4.0]])]
+    >>> nn.utils.get_total_norm(grads)
+    5.0
+    >>> nn.utils.get_total_norm(grads, norm_type="inf")
+    4.0
+    """
     what = "get_total_norm"
     p = _norm_type(norm_type, what)
     arrays = [tensors] if isinstance(tensors, np.ndarray) else list(tensors)
@@ -69,8 +107,47 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite: bool = False) -> 
 
 
 def clip_grads_with_norm_(parameters, max_norm: float, total_norm: float) -> None:
-    """Scale the gradients by ``min(1, max_norm / (total_norm + 1e-6))`` (each ``Parameter.grad``
-    is replaced by the scaled array)."""
+    """Scale the gradients by ``min(1, max_norm / (total_norm + 1e-6))``, given their total norm.
+
+    As ``torch.nn.utils.clip_grads_with_norm_``; ``total_norm`` comes from ``get_total_norm``.
+
+    Each ``Parameter.grad`` is replaced by the scaled array (the old array is not written to);
+    parameters without a gradient are skipped. With ``get_total_norm`` it is
+    ``clip_grad_norm_`` in two steps, so the norm can be inspected (or reduced across processes)
+    in between.
+
+    Parameters
+    ----------
+    parameters : Parameter or iterable of Parameter
+        The parameters whose gradients are scaled; those without one are skipped.
+    max_norm : float
+        The largest total norm allowed.
+    total_norm : float
+        The total norm of the gradients.
+
+    Returns
+    -------
+    None
+        The gradients are replaced, not returned.
+
+    Raises
+    ------
+    TypeError
+        If ``parameters`` is not a Parameter or an iterable of Parameters, or ``max_norm`` is not a number.
+    ValueError
+        If ``max_norm`` is NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> p = nn.Parameter(np.zeros(2))
+    >>> p.grad = np.array([3.0, 4.0])
+    >>> total = nn.utils.get_total_norm([p.grad])
+    >>> nn.utils.clip_grads_with_norm_([p], max_norm=1.0, total_norm=total)
+    >>> print(np.round(p.grad, 4))
+    [0.6 0.8]
+    """
     what = "clip_grads_with_norm_"
     params = _params(parameters, what)
     max_norm = check_number(max_norm, "max_norm", what, finite=False)
@@ -82,15 +159,16 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: float) -> Non
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type=2.0, error_if_nonfinite: bool = False) -> float:
-    """Rescale the gradients so that their total norm is at most ``max_norm``
-    (``torch.nn.utils.clip_grad_norm_``).
+    """Rescale the gradients so that their total norm is at most ``max_norm``, as ``torch.nn.utils.clip_grad_norm_``.
 
     Parameters
     ----------
     parameters : Parameter or iterable of Parameter
         Those without a gradient are ignored.
     max_norm : float
-    norm_type : float or "inf", default 2
+        The largest total norm allowed.
+    norm_type : float or "inf", default 2.0
+        The order of the norm (see ``get_total_norm``).
     error_if_nonfinite : bool, default False
         Raise ``RuntimeError`` when the total norm is NaN or infinite.
 
@@ -99,10 +177,31 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type=2.0, error_if_nonfini
     float
         The total norm of the gradients *before* clipping (a float where torch returns a 0-d tensor).
 
+    Raises
+    ------
+    TypeError
+        If ``parameters`` is not a Parameter or an iterable of Parameters, ``max_norm`` or
+        ``norm_type`` is not a number, or ``error_if_nonfinite`` is not a bool.
+    ValueError
+        If ``max_norm`` or ``norm_type`` is NaN.
+    RuntimeError
+        If ``error_if_nonfinite`` is True and the total norm is NaN or infinite.
+
     Notes
     -----
     The scale is ``min(1, max_norm / (total_norm + 1e-6))``, torch's, so gradients below the
-    limit are left as they are.
+    limit are left as they are. Each ``Parameter.grad`` is replaced by the scaled array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> layer = nn.Linear(2, 1, bias=False)
+    >>> layer.weight.grad = np.array([[30.0, 40.0]], np.float32)
+    >>> nn.utils.clip_grad_norm_(layer.parameters(), max_norm=5.0)
+    50.0
+    >>> print(np.round(layer.weight.grad, 4))
+    [[3. 4.]]
     """
     what = "clip_grad_norm_"
     params = _params(parameters, what)
@@ -114,8 +213,40 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type=2.0, error_if_nonfini
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:
-    """Clamp every gradient element to ``[-clip_value, clip_value]``, in place
-    (``torch.nn.utils.clip_grad_value_``; returns None)."""
+    """Clamp every gradient element to ``[-clip_value, clip_value]``, as ``torch.nn.utils.clip_grad_value_``.
+
+    Each ``Parameter.grad`` is replaced by the clamped array, in its dtype; parameters without a
+    gradient are skipped.
+
+    Parameters
+    ----------
+    parameters : Parameter or iterable of Parameter
+        The parameters whose gradients are clamped; those without one are skipped.
+    clip_value : float
+        The largest absolute value allowed.
+
+    Returns
+    -------
+    None
+        The gradients are replaced, not returned.
+
+    Raises
+    ------
+    TypeError
+        If ``parameters`` is not a Parameter or an iterable of Parameters, or ``clip_value`` is not a number.
+    ValueError
+        If ``clip_value`` is NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> p = nn.Parameter(np.zeros(3, np.float32))
+    >>> p.grad = np.array([-5.0, 0.5, 2.0], np.float32)
+    >>> nn.utils.clip_grad_value_(p, clip_value=1.0)
+    >>> print(p.grad)
+    [-1.   0.5  1. ]
+    """
     what = "clip_grad_value_"
     params = _params(parameters, what)
     c = check_number(clip_value, "clip_value", what, finite=False)
@@ -125,7 +256,31 @@ def clip_grad_value_(parameters, clip_value: float) -> None:
 
 
 def parameters_to_vector(parameters) -> np.ndarray:
-    """All parameter values in one flat array (``torch.nn.utils.parameters_to_vector``)."""
+    """All parameter values in one flat array, as ``torch.nn.utils.parameters_to_vector``.
+
+    Parameters
+    ----------
+    parameters : Parameter or iterable of Parameter
+        For instance ``model.parameters()``.
+
+    Returns
+    -------
+    ndarray
+        A new 1-D array of the values, parameter after parameter (each flattened in C order);
+        an empty float64 array for no parameters.
+
+    Raises
+    ------
+    TypeError
+        If ``parameters`` is not a Parameter or an iterable of Parameters.
+
+    Examples
+    --------
+    >>> from convcore import nn
+    >>> layer = nn.Linear(3, 2)
+    >>> nn.utils.parameters_to_vector(layer.parameters()).shape          # 2 * 3 weights, 2 biases
+    (8,)
+    """
     params = _params(parameters, "parameters_to_vector")
     if not params:
         return np.zeros(0)
@@ -133,8 +288,45 @@ def parameters_to_vector(parameters) -> np.ndarray:
 
 
 def vector_to_parameters(vec: np.ndarray, parameters) -> None:
-    """Copy consecutive slices of ``vec`` into the parameters (the inverse of
-    ``parameters_to_vector``)."""
+    """Copy consecutive slices of ``vec`` into the parameters, as ``torch.nn.utils.vector_to_parameters``.
+
+    The inverse of ``parameters_to_vector``.
+
+    The values are written into each parameter's array, converted to its dtype, and the
+    parameter is marked changed.
+
+    Parameters
+    ----------
+    vec : ndarray
+        A 1-D array of as many values as the parameters hold together.
+    parameters : Parameter or iterable of Parameter
+        The parameters to write, in the order of ``parameters_to_vector``.
+
+    Returns
+    -------
+    None
+        The parameters are written in place.
+
+    Raises
+    ------
+    TypeError
+        If ``parameters`` is not a Parameter or an iterable of Parameters, or ``vec`` cannot be
+        cast to a parameter's dtype (numpy's "same_kind" rule).
+    ValueError
+        If ``vec`` is not 1-D or its size is not the parameters' total.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn
+    >>> layer = nn.Linear(3, 2)
+    >>> nn.utils.vector_to_parameters(np.arange(8.0), layer.parameters())
+    >>> print(layer.weight.data)
+    [[0. 1. 2.]
+     [3. 4. 5.]]
+    >>> print(layer.bias.data)
+    [6. 7.]
+    """
     what = "vector_to_parameters"
     params = _params(parameters, what)
     vec = np.asarray(vec)

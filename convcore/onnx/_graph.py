@@ -95,6 +95,35 @@ class OnnxGraph(nn.Module):
         the same names (valid identifiers, chosen by the importer).
     layers : ModuleDict
         The convcore layers of the steps, keyed by names derived from the ONNX names.
+
+    Raises
+    ------
+    ValueError
+        A constant name that is not an identifier, a step with an unknown op or naming a missing
+        layer; when called, another number of inputs than ``inputs`` names.
+
+    Examples
+    --------
+    Made by ``convcore.onnx.load``, it trains and saves like any other model:
+
+    >>> import io
+    >>> import numpy as np
+    >>> import convcore
+    >>> import convcore.onnx
+    >>> from convcore import nn
+    >>> data = io.BytesIO()
+    >>> x = np.zeros((1, 4), np.float32)
+    >>> _ = convcore.onnx.export(nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 2, rng=0)), data, x)
+    >>> graph = convcore.onnx.load(data.getvalue())
+    >>> graph.input_names, graph.output_names
+    (['input'], ['output'])
+    >>> [type(m).__name__ for m in graph.layers.values()]
+    ['Linear', 'ReLU', 'Linear']
+    >>> buffer = io.BytesIO()
+    >>> convcore.save(graph, buffer)
+    >>> _ = buffer.seek(0)
+    >>> type(convcore.load(buffer)).__name__
+    'OnnxGraph'
     """
 
     def __init__(self, inputs, outputs, steps, constants=None, layers=None):

@@ -27,11 +27,51 @@ MAX_TENSOR_ELEMENTS = 1 << 34
 
 
 class OnnxError(ValueError):
-    """The ONNX file cannot be read or converted (corrupted, hostile, unsupported)."""
+    """The ONNX file cannot be read or converted (corrupted, hostile, unsupported).
+
+    Raised by ``convcore.onnx.load`` (and by ``export`` for models it cannot express). A
+    subclass of ``ValueError``; ``UnsupportedOperatorError`` is the case of unknown operators.
+
+    Examples
+    --------
+    >>> import convcore.onnx
+    >>> try:
+    ...     convcore.onnx.load(b"not an ONNX model")
+    ... except convcore.onnx.OnnxError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, ValueError))
+    OnnxError True
+    """
 
 
 class UnsupportedOperatorError(OnnxError):
-    """The model uses operators convcore does not convert; ``operators`` maps each to its count."""
+    """The model uses operators convcore does not convert; ``operators`` maps each to its count.
+
+    A model is read whole before failing, so one error lists every unsupported operator (with
+    the reason, when an operator is known but used in a way convcore does not convert).
+
+    Parameters
+    ----------
+    operators : dict of str to int
+        Each unsupported operator and how often it occurs.
+
+    Attributes
+    ----------
+    operators : dict of str to int
+
+    Examples
+    --------
+    >>> import convcore.onnx
+    >>> from onnx import TensorProto, helper
+    >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
+    >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    >>> graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g", [x], [y])
+    >>> data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    >>> try:
+    ...     convcore.onnx.load(data)
+    ... except convcore.onnx.UnsupportedOperatorError as exc:
+    ...     print(exc.operators, exc)
+    {'Erf': 1} unsupported ONNX operators: Erf (x1)
+    """
 
     def __init__(self, operators: dict):
         self.operators = dict(operators)
@@ -183,7 +223,7 @@ def _fold(op: str, inputs: list, attrs: dict):
     if op == "Identity":
         return [inputs[0]]
     if op == "Cast":
-        to = _DTYPES.get(attrs.get("to"))
+        to = _DTYPES.get(int(attrs.get("to", -1)))
         v = inputs[0]
         if to is None:
             return None
@@ -200,17 +240,17 @@ def _fold(op: str, inputs: list, attrs: dict):
             v = np.expand_dims(v, a)
         return [v]
     if op == "Squeeze":
-        axes = inputs[1] if len(inputs) > 1 else attrs.get("axes")
+        squeeze_axes = inputs[1] if len(inputs) > 1 else attrs.get("axes")
         v = inputs[0]
-        return [np.squeeze(v, axis=None if axes is None else tuple(int(a) for a in axes))]
+        return [np.squeeze(v, axis=None if squeeze_axes is None else tuple(int(a) for a in squeeze_axes))]
     if op == "Concat":
         return [np.concatenate([np.atleast_1d(v) for v in inputs], axis=attrs.get("axis", 0))]
     if op == "Slice":
         data, starts, ends = inputs[0], inputs[1], inputs[2]
-        axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else range(len(starts))
+        slice_axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else range(len(starts))
         steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
         index = [slice(None)] * data.ndim
-        for s, e, a, st in zip(starts, ends, axes, steps):
+        for s, e, a, st in zip(starts, ends, slice_axes, steps):
             index[int(a)] = slice(int(s), int(e), int(st))
         return [data[tuple(index)]]
     if op == "Reshape" and inputs[0].dtype != object and inputs[1].dtype != object:
@@ -597,7 +637,7 @@ def _static_shapes(model, inputs) -> dict:
         t = vi.type.tensor_type
         if not t.HasField("shape"):
             continue
-        dims = []
+        dims: list[int | Sym] = []
         for d in t.shape.dim:
             if d.HasField("dim_value"):
                 dims.append(int(d.dim_value))
@@ -657,8 +697,8 @@ def convert(source) -> OnnxGraph:
     for node in nodes:
         for name in node.input:
             ctx.consumers.setdefault(name, []).append(node)
-    unsupported = collections.Counter()
-    reasons = {}
+    unsupported: collections.Counter[str] = collections.Counter()
+    reasons: dict[str, str] = {}
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             unsupported[f"{node.domain}.{node.op_type}"] += 1
@@ -714,4 +754,5 @@ def convert(source) -> OnnxGraph:
     model_out = OnnxGraph(inputs, out_names, steps, meta, layers=layers)
     for key, value in ctx.constants.items():
         model_out.set_constant(key, value)
-    return model_out.eval()
+    model_out.eval()
+    return model_out

@@ -16,8 +16,10 @@ Modules: ``conv`` (conv2d, transposed convolution; strategies in ``_conv_fused``
 
 Window arguments, shared by all functions:
 
-kernel_size, stride, dilation : int or (int, int)
-padding : int, (pad_h, pad_w), (top, bottom, left, right), "valid" or "same"
+``kernel_size``, ``stride``, ``dilation``
+    An int or a pair of ints (height, width).
+``padding``
+    An int, ``(pad_h, pad_w)``, ``(top, bottom, left, right)``, ``"valid"`` or ``"same"``.
     "same" gives an output of ``ceil(H / stride)`` for any stride; when the total padding is odd
     the extra pixel goes to the bottom/right (TensorFlow's rule; PyTorch only allows stride 1).
 

@@ -30,9 +30,9 @@ there, only run when forced (tests).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -131,8 +131,8 @@ def _default(geo: Geometry, f: int, dtype, groups: int, isa: str, pass_: str, ba
 def plan(geo: Geometry, filters: int, dtype, groups: int, isa: str, pass_: str, backend: str = "cython",
          force: str | None = None) -> Plan:
     """The strategy for one pass (``"forward"``, ``"grad_input"``, ``"grad_weight"``) of the
-    convolution ``geo`` with ``filters`` output channels, for micro-kernel ``isa``. ``force`` names a strategy to use instead of
-    the default wherever it is usable (elsewhere the default runs)."""
+    convolution ``geo`` with ``filters`` output channels, for micro-kernel ``isa``. ``force`` names
+    a strategy to use instead of the default wherever it is usable (elsewhere the default runs)."""
     if pass_ not in PASSES:
         raise ValueError(f"pass_ must be one of {PASSES}; received {pass_!r}")
     if force is not None and force not in STRATEGIES:

@@ -26,7 +26,7 @@ import numpy as np
 
 
 def _snapshot(deps) -> tuple:
-    out = []
+    out: list[Any] = []
     for d in deps:
         if d is None:
             out.append(None)

@@ -22,7 +22,32 @@ def _elementwise(name: str, inputs, out: np.ndarray) -> np.ndarray:
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` for a float array of any shape; NaN stays NaN (as ``torch.relu``)."""
+    """``max(x, 0)`` for a float array of any shape; NaN stays NaN (as ``torch.relu``).
+
+    On the compiled backend large arrays are split over convcore's threads.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+        Any shape (empty and non-contiguous arrays included).
+
+    Returns
+    -------
+    ndarray
+        A new C-contiguous array of ``x``'s shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a float32/float64 ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> ops.relu(np.array([-1.0, 0.0, 2.5, np.nan])).tolist()
+    [0.0, 0.0, 2.5, nan]
+    """
     x = check_float_input(x, "x", "relu")
     return _elementwise("relu", [x], np.empty(x.shape, dtype=x.dtype))
 
@@ -32,6 +57,33 @@ def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     As torch's ``threshold_backward``, a select rather than a product: an infinite or NaN
     gradient at an inactive unit gives 0, not NaN.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        The gradient with respect to relu's output, shaped like ``y``.
+    y : ndarray, float32 or float64
+        relu's output.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to relu's input, shaped like ``y``.
+
+    Raises
+    ------
+    TypeError
+        A non-float array, or ``grad_out`` and ``y`` of different dtypes.
+    ValueError
+        ``grad_out`` and ``y`` of different shapes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> y = ops.relu(np.array([-1.0, 0.0, 2.0]))
+    >>> ops.relu_backward(np.array([np.inf, 1.0, 3.0]), y).tolist()
+    [0.0, 0.0, 3.0]
     """
     grad_out = check_float_input(grad_out, "grad_out", "relu_backward")
     y = check_float_input(y, "y", "relu_backward")

@@ -13,6 +13,7 @@ import numpy as np
 from .. import _caps
 from .._backend import get_backend
 from .._validation import (
+    Geometry,
     as_float_array,
     check_flag,
     expect_shape,
@@ -22,7 +23,6 @@ from .._validation import (
     pair,
     same_dtype,
 )
-from .._validation import Geometry
 from . import _conv_blas, _conv_fused
 from ._conv_plan import FUSED, choose
 
@@ -62,7 +62,37 @@ def _conv_setup(x, weight, stride, padding, dilation, groups, what):
 
 
 def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1) -> tuple[int, int, int, int]:
-    """Shape (N, F, OH, OW) of ``conv2d`` for the given input and weight shapes."""
+    """Shape (N, F, OH, OW) of ``conv2d`` for the given input and weight shapes, without computing it.
+
+    Parameters
+    ----------
+    input_shape : (N, C, H, W)
+    weight_shape : (F, C / groups, KH, KW)
+    stride : int or (int, int), default 1
+    padding : int, (pad_h, pad_w), (top, bottom, left, right), "valid" or "same", default 0
+        "same" keeps ``ceil(H / stride)`` for any stride (TensorFlow's rule; see ``convcore.ops``).
+    dilation : int or (int, int), default 1
+
+    Returns
+    -------
+    (int, int, int, int)
+
+    Raises
+    ------
+    TypeError
+        ``input_shape`` is not 4 ints, or a window argument is malformed.
+    ValueError
+        A non-positive dimension, a ``weight_shape`` of another length than 4, or a kernel larger
+        than the padded input.
+
+    Examples
+    --------
+    >>> from convcore import ops
+    >>> ops.conv_output_shape((8, 3, 32, 32), (16, 3, 3, 3), stride=2, padding=1)
+    (8, 16, 16, 16)
+    >>> ops.conv_output_shape((1, 3, 7, 7), (4, 3, 3, 3), stride=2, padding="same")
+    (1, 4, 4, 4)
+    """
     n, c, h, w = input_shape4(input_shape)
     f, _, kh, kw = weight_shape
     geo = geometry((n, c, h, w), (kh, kw), stride, padding, dilation, what="conv2d")
@@ -72,13 +102,21 @@ def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
     """2-D convolution (cross-correlation, as in PyTorch), NCHW.
 
+    ``torch.nn.functional.conv2d``'s semantics and weight layout, plus asymmetric padding
+    (top, bottom, left, right) and "same" padding with any stride. The planner (see
+    ``convcore.ops``) picks the strategy; the result does not depend on the backend beyond
+    rounding.
+
     Parameters
     ----------
     x : ndarray of shape (N, C, H, W), float32 or float64
     weight : ndarray of shape (F, C / groups, KH, KW), same dtype as ``x``
     bias : ndarray of shape (F,), optional
-    stride, padding, dilation : see the module docstring
-    groups : int
+    stride : int or (int, int), default 1
+    padding : int, (pad_h, pad_w), (top, bottom, left, right), "valid" or "same", default 0
+        "same" keeps ``ceil(H / stride)`` for any stride (TensorFlow's rule; see ``convcore.ops``).
+    dilation : int or (int, int), default 1
+    groups : int, default 1
         Split channels and filters into ``groups`` independent convolutions.
 
     Returns
@@ -94,10 +132,17 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> n
 
     Examples
     --------
-    >>> x = np.random.rand(8, 3, 32, 32).astype(np.float32)
-    >>> w = np.random.rand(16, 3, 3, 3).astype(np.float32)
-    >>> conv2d(x, w, padding="same").shape
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((8, 3, 32, 32), dtype=np.float32)
+    >>> w = rng.random((16, 3, 3, 3), dtype=np.float32)
+    >>> ops.conv2d(x, w, padding="same").shape
     (8, 16, 32, 32)
+    >>> ops.conv2d(x, w, stride=2, padding=(0, 1, 0, 1)).shape   # asymmetric padding
+    (8, 16, 16, 16)
+    >>> ops.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), bias=np.array([0.5])).tolist()
+    [[[[9.5, 9.5], [9.5, 9.5]]]]
     """
     x, weight, groups, geo = _conv_setup(x, weight, stride, padding, dilation, groups, "conv2d")
     if bias is not None:
@@ -125,8 +170,30 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
 
     Returns
     -------
-    (grad_x, grad_weight, grad_bias)
-        Arrays shaped like ``x``, ``weight`` and (F,), or ``None``.
+    grad_x : ndarray shaped like ``x``, or None
+    grad_weight : ndarray shaped like ``weight``, or None
+    grad_bias : ndarray of shape (F,), or None
+
+    Raises
+    ------
+    TypeError
+        As ``conv2d``; a ``grad_out`` of another dtype than ``x``; a flag that is not a bool.
+    ValueError
+        As ``conv2d``; a ``grad_out`` that is not the shape of the forward's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> x = np.ones((2, 3, 5, 5))
+    >>> w = np.ones((4, 3, 3, 3))
+    >>> grad_out = np.ones(ops.conv_output_shape(x.shape, w.shape))
+    >>> gx, gw, gb = ops.conv2d_backward(grad_out, x, w)
+    >>> gx.shape, gw.shape, gb.tolist()
+    ((2, 3, 5, 5), (4, 3, 3, 3), [18.0, 18.0, 18.0, 18.0])
+    >>> gx, gw, gb = ops.conv2d_backward(grad_out, x, w, input_grad=False, bias_grad=False)
+    >>> gx is None, float(gw[0, 0, 0, 0]), gb is None   # 2 images x 3 x 3 positions
+    (True, 18.0, True)
     """
     input_grad = check_flag(input_grad, "input_grad")
     weight_grad = check_flag(weight_grad, "weight_grad")
@@ -237,10 +304,33 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     padding : int, pair or (top, bottom, left, right); removed from the output's borders
     output_padding : int or pair, smaller than stride or dilation; added to the bottom/right
 
+    groups : int, default 1
+
     Returns
     -------
-    ndarray of shape (N, C_out, HO, WO), ``HO = (H - 1) * stride - pad_top - pad_bottom
-    + dilation * (KH - 1) + output_padding + 1``
+    ndarray of shape (N, C_out, HO, WO)
+        ``HO = (H - 1) * stride - pad_top - pad_bottom + dilation * (KH - 1) + output_padding + 1``
+        (likewise WO).
+
+    Raises
+    ------
+    TypeError
+        Non-array or non-float inputs, mismatched dtypes, malformed window arguments, a string
+        ``padding``.
+    ValueError
+        Wrong ndim, ``weight.shape[0] != C_in``, ``groups`` not dividing ``C_in``,
+        ``output_padding`` not smaller than stride or dilation, an empty output, a bad bias shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> x = np.ones((1, 8, 7, 7), np.float32)
+    >>> w = np.ones((8, 4, 3, 3), np.float32)
+    >>> ops.conv_transpose2d(x, w, stride=2, padding=1).shape
+    (1, 4, 13, 13)
+    >>> ops.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1).shape   # the inverse of "same", stride 2
+    (1, 4, 14, 14)
     """
     x, weight, groups, geo = _transpose_setup(x, weight, stride, padding, output_padding, dilation,
                                               groups, "conv_transpose2d")
@@ -256,8 +346,45 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 def conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, dilation=1,
                               groups=1, input_grad=True, weight_grad=True, bias_grad=True):
-    """Gradients of ``conv_transpose2d``: ``(grad_x, grad_weight, grad_bias)``, ``None`` where not
-    asked for (and then not computed). The input gradient is a ``conv2d`` of ``grad_out``."""
+    """Gradients of ``conv_transpose2d`` with respect to its input, weight and bias.
+
+    The input gradient is a ``conv2d`` of ``grad_out``; a gradient not asked for is returned as
+    ``None`` and not computed.
+
+    Parameters
+    ----------
+    grad_out : ndarray of shape (N, C_out, HO, WO)
+        Gradient of the loss with respect to the transposed convolution's output.
+    x, weight, stride, padding, output_padding, dilation, groups
+        The arguments of the forward call.
+    input_grad, weight_grad, bias_grad : bool, default True
+        Which gradients to compute.
+
+    Returns
+    -------
+    grad_x : ndarray shaped like ``x``, or None
+    grad_weight : ndarray shaped like ``weight``, or None
+    grad_bias : ndarray of shape (C_out,), or None
+
+    Raises
+    ------
+    TypeError
+        As ``conv_transpose2d``; a ``grad_out`` of another dtype than ``x``; a flag that is not a
+        bool.
+    ValueError
+        As ``conv_transpose2d``; a ``grad_out`` that is not the shape of the forward's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> x = np.ones((2, 8, 4, 4))
+    >>> w = np.ones((8, 3, 2, 2))
+    >>> y = ops.conv_transpose2d(x, w, stride=2)
+    >>> gx, gw, gb = ops.conv_transpose2d_backward(np.ones_like(y), x, w, stride=2)
+    >>> y.shape, gx.shape, gw.shape, gb.tolist()
+    ((2, 3, 8, 8), (2, 8, 4, 4), (8, 3, 2, 2), [128.0, 128.0, 128.0])
+    """
     input_grad = check_flag(input_grad, "input_grad")
     weight_grad = check_flag(weight_grad, "weight_grad")
     bias_grad = check_flag(bias_grad, "bias_grad")

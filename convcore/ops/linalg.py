@@ -33,6 +33,15 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cores for the next ~0.1 s, where they slow the convolutions that follow by up to 2x (measured
     inside a LeNet step). Without a vector micro-kernel, numpy's ``@``.
 
+    Parameters
+    ----------
+    a : ndarray of shape (M, K), float32 or float64
+    b : ndarray of shape (K, N), the dtype of ``a``
+
+    Returns
+    -------
+    ndarray of shape (M, N), the dtype of ``a``
+
     Raises
     ------
     TypeError
@@ -40,6 +49,15 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         promote int32 @ float32 to float64 silently).
     ValueError
         If either is not 2-D or ``a.shape[1] != b.shape[0]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> b = np.ones((4, 3), np.float32)
+    >>> ops.matmul(a, b.T).tolist()   # a transposed view is used as it is
+    [[3.0, 3.0, 3.0, 3.0], [12.0, 12.0, 12.0, 12.0]]
     """
     a, b = check_float_input(a, "a", "matmul"), check_float_input(b, "b", "matmul")
     same_dtype(a, "a", b, "b")

@@ -58,12 +58,44 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     ``stride`` defaults to ``kernel_size``; padding counts as -inf; NaN propagates (a window
     containing NaN yields NaN and the index of its last NaN); ties keep the first maximum.
 
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W), float32 or float64
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int, (pad_h, pad_w), (top, bottom, left, right), "valid" or "same", default 0
+        At most half the kernel (PyTorch's rule).
+    dilation : int or (int, int), default 1
+    ceil_mode : bool, default False
+        Round the output size up (the last window must start inside the input or its leading
+        padding).
+
     Returns
     -------
     out : ndarray of shape (N, C, OH, OW)
     indices : int64 ndarray of shape (N, C, OH, OW)
         Flat position ``iy * W + ix`` of each maximum within its input plane, as PyTorch's
         ``return_indices=True`` gives.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a float32/float64 ndarray, or a window argument is malformed.
+    ValueError
+        ``x`` is not 4-D or empty, padding more than half the kernel, a window larger than the
+        padded input, or a dilated window that holds no input element.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> out, indices = ops.max_pool2d(x, 2)
+    >>> out.tolist(), indices.tolist()
+    ([[[[5.0, 7.0], [13.0, 15.0]]]], [[[[5, 7], [13, 15]]]])
+    >>> ops.max_pool2d(x, 3, stride=2, ceil_mode=True)[0].shape
+    (1, 1, 2, 2)
     """
     x = as_float_array(x, "x", 4)
     geo = _pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
@@ -93,17 +125,34 @@ def max_pool2d_backward(grad_out, indices, input_shape) -> np.ndarray:
     indices : integer ndarray of shape (N, C, OH, OW), as returned by ``max_pool2d``
     input_shape : (N, C, H, W)
 
+    Returns
+    -------
+    ndarray of shape ``input_shape``, the dtype of ``grad_out``
+
     Raises
     ------
+    TypeError
+        A non-float ``grad_out``, non-integer ``indices``, a malformed ``input_shape``.
     ValueError
         Shape mismatch, or an index outside ``[0, H * W)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> out, indices = ops.max_pool2d(x, 2)
+    >>> gx = ops.max_pool2d_backward(np.ones_like(out), indices, x.shape)
+    >>> gx[0, 0].tolist()
+    [[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0]]
     """
     grad_out = as_float_array(grad_out, "grad_out", 4)
     shape = input_shape4(input_shape)
     if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer):
         raise TypeError(
             "indices must be an integer numpy.ndarray (as returned by max_pool2d); received "
-            f"{type(indices).__name__}{'' if not isinstance(indices, np.ndarray) else ' of dtype ' + str(indices.dtype)}"
+            f"{type(indices).__name__}"
+            f"{'' if not isinstance(indices, np.ndarray) else ' of dtype ' + str(indices.dtype)}"
         )
     expect_shape(indices, "indices", grad_out.shape, "one index per grad_out element")
     if grad_out.shape[:2] != shape[:2]:
@@ -136,10 +185,26 @@ def max_unpool2d(x, indices, output_size) -> np.ndarray:
     -------
     ndarray of shape (N, C, H, W)
 
+    Raises
+    ------
+    TypeError
+        A non-float ``x``, non-integer ``indices``, a malformed ``output_size``.
+    ValueError
+        Shape mismatch, or an index outside ``[0, H * W)``.
+
     Notes
     -----
     This is ``max_pool2d_backward`` applied to ``x``: values sharing one index (only possible with
     overlapping pooling windows) are summed, where PyTorch keeps one of them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> out, indices = ops.max_pool2d(x, 2)
+    >>> ops.max_unpool2d(out, indices, (4, 4))[0, 0].tolist()
+    [[0.0, 0.0, 0.0, 0.0], [0.0, 5.0, 0.0, 7.0], [0.0, 0.0, 0.0, 0.0], [0.0, 13.0, 0.0, 15.0]]
     """
     x = as_float_array(x, "x", 4)
     if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
@@ -148,7 +213,35 @@ def max_unpool2d(x, indices, output_size) -> np.ndarray:
 
 
 def max_unpool2d_backward(grad_out, indices) -> np.ndarray:
-    """Gradient of ``max_unpool2d`` with respect to ``x``: ``grad_out`` read at ``indices``."""
+    """Gradient of ``max_unpool2d`` with respect to ``x``: ``grad_out`` read at ``indices``.
+
+    Parameters
+    ----------
+    grad_out : ndarray of shape (N, C, H, W)
+        Gradient with respect to the unpooled output.
+    indices : integer ndarray of shape (N, C, OH, OW)
+        The indices the forward used.
+
+    Returns
+    -------
+    ndarray of shape (N, C, OH, OW), the dtype of ``grad_out``
+
+    Raises
+    ------
+    TypeError
+        A non-float ``grad_out``, or ``indices`` not a 4-D integer ndarray.
+    ValueError
+        ``indices`` and ``grad_out`` disagree on (N, C), or an index is outside ``[0, H * W)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> out, indices = ops.max_pool2d(x, 2)
+    >>> ops.max_unpool2d_backward(x, indices).tolist()   # grad_out = x: read at the maxima
+    [[[[5.0, 7.0], [13.0, 15.0]]]]
+    """
     grad_out = as_float_array(grad_out, "grad_out", 4)
     n, c, h, w = grad_out.shape
     if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer) or indices.ndim != 4:
@@ -166,9 +259,42 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     """2-D average pooling with PyTorch's semantics (``count_include_pad``: padding counts in the
     divisor; windows that ``ceil_mode`` extends past the padding are divided by their clipped size).
 
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W), float32 or float64
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int, (pad_h, pad_w), (top, bottom, left, right), "valid" or "same", default 0
+        At most half the kernel (PyTorch's rule).
+    ceil_mode : bool, default False
+        Round the output size up.
+    count_include_pad : bool, default True
+        Count padded positions in the divisor.
+
     Returns
     -------
     ndarray of shape (N, C, OH, OW)
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a float32/float64 ndarray, or a window argument is malformed.
+    ValueError
+        ``x`` is not 4-D or empty, padding more than half the kernel, a window larger than the
+        padded input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> x = np.ones((1, 1, 4, 4))
+    >>> ops.avg_pool2d(x, 2).tolist()
+    [[[[1.0, 1.0], [1.0, 1.0]]]]
+    >>> np.round(ops.avg_pool2d(x, 3, stride=1, padding=1)[0, 0, 0], 4).tolist()   # corners see 4 of 9
+    [0.4444, 0.6667, 0.6667, 0.4444]
+    >>> ops.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)[0, 0, 0].tolist()
+    [1.0, 1.0, 1.0, 1.0]
     """
     x = as_float_array(x, "x", 4)
     count_include_pad = check_flag(count_include_pad, "count_include_pad")
@@ -182,9 +308,32 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding
                         count_include_pad=True) -> np.ndarray:
     """Gradient of ``avg_pool2d`` with respect to its input.
 
+    Parameters
+    ----------
+    grad_out : ndarray of shape (N, C, OH, OW)
+    input_shape : (N, C, H, W)
+    kernel_size, stride, padding, ceil_mode, count_include_pad
+        The arguments of the forward call.
+
     Returns
     -------
     ndarray of shape ``input_shape``
+
+    Raises
+    ------
+    TypeError
+        A non-float ``grad_out``, a malformed ``input_shape`` or window argument.
+    ValueError
+        A ``grad_out`` that is not the forward's output shape, or invalid geometry (as
+        ``avg_pool2d``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import ops
+    >>> gx = ops.avg_pool2d_backward(np.ones((1, 1, 2, 2)), (1, 1, 4, 4), 2)
+    >>> gx[0, 0, 0].tolist()
+    [0.25, 0.25, 0.25, 0.25]
     """
     grad_out = as_float_array(grad_out, "grad_out", 4)
     count_include_pad = check_flag(count_include_pad, "count_include_pad")

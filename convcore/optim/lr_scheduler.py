@@ -16,9 +16,17 @@ when there is validation data, else ``loss``), the others after every epoch.
 
 Example
 -------
+>>> import numpy as np
+>>> import convcore
+>>> from convcore import nn, optim
+>>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+>>> y = (x[:, 0] > 0).astype(np.int64)
+>>> model = nn.Linear(4, 2, rng=0)
 >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 >>> sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
->>> convcore.fit(model, loss, opt, x, y, epochs=10, callbacks=[sched])
+>>> history = convcore.fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=10, verbose=0, callbacks=[sched])
+>>> [round(lr, 4) for lr in history.learning_rate[:3]]
+[0.1, 0.0976, 0.0905]
 """
 
 from __future__ import annotations
@@ -48,9 +56,56 @@ def _per_group(value, name: str, optimizer, what: str) -> list:
 
 
 class LRScheduler:
-    """Base class: ``last_epoch``, ``base_lrs`` (the groups' ``initial_lr``), ``step()``,
-    ``get_last_lr()``, ``state_dict()``. Subclasses write ``get_lr()``, the rates for the new
-    ``last_epoch``, usually from the current ``group["lr"]`` (torch's chainable form)."""
+    """Base class of the schedulers, as ``torch.optim.lr_scheduler.LRScheduler``.
+
+    It keeps ``last_epoch``, ``base_lrs`` (the groups' ``initial_lr``) and provides ``step()``,
+    ``get_last_lr()`` and ``state_dict()``. Subclasses write ``get_lr()``, the rates for the new
+    ``last_epoch``, usually from the current ``group["lr"]`` (torch's chainable form); creating a
+    scheduler runs step 0.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Attributes
+    ----------
+    optimizer : Optimizer
+    last_epoch : int
+        The schedule's position (0 after construction).
+    base_lrs : list of float
+        The groups' initial learning rates.
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``convcore.optim.Optimizer``, or an argument has the wrong type.
+    ValueError
+        An argument is out of range (``last_epoch < -1``, ...).
+    KeyError
+        ``last_epoch`` is not -1 but a parameter group has no ``initial_lr`` (load the optimizer's
+        state first).
+
+    Examples
+    --------
+    A schedule that halves the rate every epoch:
+
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> class Halving(optim.lr_scheduler.LRScheduler):
+    ...     def get_lr(self):
+    ...         if self.last_epoch == 0:
+    ...             return [g["lr"] for g in self.optimizer.param_groups]
+    ...         return [g["lr"] / 2 for g in self.optimizer.param_groups]
+    >>> sched = Halving(opt)
+    >>> sched.step()
+    >>> sched.step()
+    >>> sched.get_last_lr(), sched.last_epoch
+    ([0.025], 2)
+    """
 
     def __init__(self, optimizer, last_epoch: int = -1):
         what = type(self).__name__
@@ -104,7 +159,43 @@ class LRScheduler:
 
 
 class LambdaLR(LRScheduler):
-    """``lr = initial_lr * lr_lambda(epoch)``; ``lr_lambda`` is a function or one per group."""
+    """``lr = initial_lr * lr_lambda(epoch)``, as torch's ``LambdaLR``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    lr_lambda : callable or list of callables
+        ``epoch -> factor``; one function for every group, or one per group.
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not an Optimizer, or an ``lr_lambda`` is not callable.
+    ValueError
+        A list of ``lr_lambda`` that does not have one function per group.
+
+    Notes
+    -----
+    ``state_dict`` saves the state of callable objects (their ``__dict__``) but not plain
+    functions and lambdas, as torch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.LambdaLR(opt, lr_lambda=lambda epoch: 0.9 ** epoch)
+    >>> lrs = []
+    >>> for epoch in range(4):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()   # (the training epoch)
+    ...     sched.step()
+    >>> lrs
+    [0.1, 0.09, 0.081, 0.0729]
+    """
 
     def __init__(self, optimizer, lr_lambda, last_epoch: int = -1):
         _check_optimizer(optimizer, "LambdaLR")
@@ -137,7 +228,38 @@ class LambdaLR(LRScheduler):
 
 
 class MultiplicativeLR(LambdaLR):
-    """``lr *= lr_lambda(epoch)`` each epoch after the first."""
+    """``lr *= lr_lambda(epoch)`` each epoch after the first, as torch's ``MultiplicativeLR``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    lr_lambda : callable or list of callables
+        ``epoch -> factor``; one function for every group, or one per group.
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not an Optimizer, or an ``lr_lambda`` is not callable.
+    ValueError
+        A list of ``lr_lambda`` that does not have one function per group.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.MultiplicativeLR(opt, lr_lambda=lambda epoch: 0.5)
+    >>> lrs = []
+    >>> for epoch in range(4):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()   # (the training epoch)
+    ...     sched.step()
+    >>> lrs
+    [0.1, 0.05, 0.025, 0.0125]
+    """
 
     def get_lr(self):
         if not self._is_initial:
@@ -146,7 +268,43 @@ class MultiplicativeLR(LambdaLR):
 
 
 class StepLR(LRScheduler):
-    """``lr *= gamma`` every ``step_size`` epochs."""
+    """``lr *= gamma`` every ``step_size`` epochs, as torch's ``StepLR``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    step_size : int
+        Epochs between decays, at least 1.
+    gamma : float, default 0.1
+        The decay factor.
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``convcore.optim.Optimizer``, or an argument has the wrong type.
+    ValueError
+        An argument is out of range (``step_size < 1``, ``last_epoch < -1``).
+    KeyError
+        ``last_epoch`` is not -1 but a parameter group has no ``initial_lr`` (load the optimizer's
+        state first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    >>> lrs = []
+    >>> for epoch in range(5):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()   # (the training epoch)
+    ...     sched.step()
+    >>> lrs
+    [0.1, 0.1, 0.05, 0.05, 0.025]
+    """
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
         self.step_size = check_int(step_size, "step_size", "StepLR", minimum=1)
@@ -160,7 +318,45 @@ class StepLR(LRScheduler):
 
 
 class MultiStepLR(LRScheduler):
-    """``lr *= gamma`` at each epoch listed in ``milestones`` (a repeated milestone applies twice)."""
+    """``lr *= gamma`` at each epoch listed in ``milestones``, as torch's ``MultiStepLR``.
+
+    A repeated milestone applies ``gamma`` once per occurrence (as torch's ``Counter``).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    milestones : iterable of int
+        Epoch indices (>= 0), in any order.
+    gamma : float, default 0.1
+        The decay factor.
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``convcore.optim.Optimizer``, or an argument has the wrong type.
+    ValueError
+        An argument is out of range (a negative milestone, ``last_epoch < -1``).
+    KeyError
+        ``last_epoch`` is not -1 but a parameter group has no ``initial_lr`` (load the optimizer's
+        state first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 4], gamma=0.1)
+    >>> lrs = []
+    >>> for epoch in range(6):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()   # (the training epoch)
+    ...     sched.step()
+    >>> lrs
+    [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    """
 
     def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
         counts: dict[int, int] = {}
@@ -182,7 +378,43 @@ class MultiStepLR(LRScheduler):
 
 
 class ConstantLR(LRScheduler):
-    """``lr * factor`` until epoch ``total_iters``, then ``lr``."""
+    """``lr * factor`` until epoch ``total_iters``, then ``lr``, as torch's ``ConstantLR``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    factor : float, default 1/3
+        In [0, 1].
+    total_iters : int, default 5
+        The epoch at which the full rate returns.
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``convcore.optim.Optimizer``, or an argument has the wrong type.
+    ValueError
+        An argument is out of range (``factor`` outside [0, 1], negative ``total_iters``).
+    KeyError
+        ``last_epoch`` is not -1 but a parameter group has no ``initial_lr`` (load the optimizer's
+        state first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.ConstantLR(opt, factor=0.5, total_iters=2)
+    >>> lrs = []
+    >>> for epoch in range(4):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()   # (the training epoch)
+    ...     sched.step()
+    >>> lrs
+    [0.05, 0.05, 0.1, 0.1]
+    """
 
     def __init__(self, optimizer, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = -1):
         self.factor = check_number(factor, "factor", "ConstantLR", 0.0, 1.0)
@@ -200,7 +432,44 @@ class ConstantLR(LRScheduler):
 
 class LinearLR(LRScheduler):
     """The rate's multiplier goes linearly from ``start_factor`` to ``end_factor`` over
-    ``total_iters`` epochs (a warm-up)."""
+    ``total_iters`` epochs (a warm-up), as torch's ``LinearLR``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    start_factor : float, default 1/3
+        In (0, 1].
+    end_factor : float, default 1.0
+        In [0, 1].
+    total_iters : int, default 5
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``convcore.optim.Optimizer``, or an argument has the wrong type.
+    ValueError
+        An argument is out of range (a factor outside its interval, negative ``total_iters``).
+    KeyError
+        ``last_epoch`` is not -1 but a parameter group has no ``initial_lr`` (load the optimizer's
+        state first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=3)
+    >>> lrs = []
+    >>> for epoch in range(5):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()   # (the training epoch)
+    ...     sched.step()
+    >>> lrs
+    [0.025, 0.05, 0.075, 0.1, 0.1]
+    """
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
                  last_epoch: int = -1):
@@ -221,7 +490,41 @@ class LinearLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
-    """``lr *= gamma`` every epoch."""
+    """``lr *= gamma`` every epoch, as torch's ``ExponentialLR``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    gamma : float
+        The decay factor.
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``convcore.optim.Optimizer``, or an argument has the wrong type.
+    ValueError
+        An argument is out of range (a non-finite ``gamma``, ``last_epoch < -1``).
+    KeyError
+        ``last_epoch`` is not -1 but a parameter group has no ``initial_lr`` (load the optimizer's
+        state first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    >>> lrs = []
+    >>> for epoch in range(3):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()   # (the training epoch)
+    ...     sched.step()
+    >>> lrs
+    [0.1, 0.05, 0.025]
+    """
 
     def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
         self.gamma = check_number(gamma, "gamma", "ExponentialLR")
@@ -238,6 +541,44 @@ class CosineAnnealingLR(LRScheduler):
     torch's, if stepped further)::
 
         lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2
+
+    computed with torch's recursive form (no warm restarts: see torch's
+    ``CosineAnnealingWarmRestarts``, which convcore does not have).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    T_max : int
+        Epochs of the half period, at least 1.
+    eta_min : float, default 0
+        The lowest rate.
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``convcore.optim.Optimizer``, or an argument has the wrong type.
+    ValueError
+        An argument is out of range (``T_max < 1``, ``last_epoch < -1``).
+    KeyError
+        ``last_epoch`` is not -1 but a parameter group has no ``initial_lr`` (load the optimizer's
+        state first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+    >>> lrs = []
+    >>> for epoch in range(4):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()   # (the training epoch)
+    ...     sched.step()
+    >>> lrs
+    [0.1, 0.085355, 0.05, 0.014645]
     """
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
@@ -263,6 +604,55 @@ class OneCycleLR(LRScheduler):
     ``epochs * steps_per_epoch``) batches, then anneals to ``initial_lr / final_div_factor``;
     with ``cycle_momentum`` the momentum (SGD) or ``betas[0]`` (Adam) moves the opposite way
     between ``max_momentum`` and ``base_momentum``. Step it after every batch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    max_lr : float or list of float
+        The peak rate, for every group or one per group.
+    total_steps : int, optional
+        The number of batches of the cycle; else ``epochs * steps_per_epoch``.
+    epochs, steps_per_epoch : int, optional
+    pct_start : float, default 0.3
+        The fraction of the cycle spent rising, in [0, 1].
+    anneal_strategy : {"cos", "linear"}, default "cos"
+    cycle_momentum : bool, default True
+        Cycle the momentum (SGD's ``momentum``, Adam's ``betas[0]``) inversely to the rate.
+    base_momentum, max_momentum : float or list of float, default 0.85 and 0.95
+    div_factor : float, default 25
+        ``initial_lr = max_lr / div_factor``.
+    final_div_factor : float, default 1e4
+        ``min_lr = initial_lr / final_div_factor``.
+    three_phase : bool, default False
+        fastai's variant: rise, symmetric fall to ``initial_lr``, then annihilation to ``min_lr``.
+    last_epoch : int, default -1
+        The index of the last epoch; -1 starts the schedule, another value resumes it (the groups
+        must then hold ``initial_lr``, as a loaded optimizer state does).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not an Optimizer, or an argument has the wrong type.
+    ValueError
+        Neither ``total_steps`` nor ``epochs`` and ``steps_per_epoch``; an argument out of range;
+        ``cycle_momentum`` with an optimizer without momentum or betas; from ``step``, more steps
+        than ``total_steps``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1, momentum=0.9)
+    >>> sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=10)
+    >>> round(opt.param_groups[0]["momentum"], 6)   # starts at max_momentum
+    0.95
+    >>> lrs = []
+    >>> for batch in range(10):
+    ...     lrs.append(sched.get_last_lr()[0])
+    ...     opt.step()   # (the training batch)
+    ...     sched.step()
+    >>> [round(v, 6) for v in (lrs[0], max(lrs), lrs[-1])]
+    [0.04, 1.0, 4e-06]
     """
 
     def __init__(self, optimizer, max_lr, total_steps: int | None = None, epochs: int | None = None,
@@ -357,7 +747,56 @@ class OneCycleLR(LRScheduler):
 class ReduceLROnPlateau(LRScheduler):
     """Multiply the rates by ``factor`` when the metric passed to ``step(metric)`` has not
     improved for more than ``patience`` epochs (torch's rules for ``threshold``,
-    ``threshold_mode``, ``cooldown``, ``min_lr``, ``eps``)."""
+    ``threshold_mode``, ``cooldown``, ``min_lr``, ``eps``).
+
+    Unlike the other schedulers, creating it changes no rate, and ``step`` takes the epoch's
+    value of the monitored quantity. ``convcore.fit`` passes it ``val_loss`` (else ``loss``).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    mode : {"min", "max"}, default "min"
+        Whether the quantity should decrease or increase.
+    factor : float, default 0.1
+        The multiplier, below 1.
+    patience : int, default 10
+        Epochs without improvement tolerated before a reduction.
+    threshold : float, default 1e-4
+        The least change that counts as an improvement.
+    threshold_mode : {"rel", "abs"}, default "rel"
+        ``threshold`` relative to the best value, or absolute.
+    cooldown : int, default 0
+        Epochs to wait after a reduction before counting bad epochs again.
+    min_lr : float or list of float, default 0
+        The lowest rate, for every group or one per group.
+    eps : float, default 1e-8
+        Changes of the rate smaller than this are not made.
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not an Optimizer, or an argument has the wrong type.
+    ValueError
+        An argument out of range (``factor >= 1``, a negative ``min_lr``, an unknown ``mode``);
+        from ``step``, a NaN metric (torch treats it as no improvement).
+    RuntimeError
+        From ``step``: per-group ``min_lr`` values no longer match the optimizer's groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    >>> sched = optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
+    >>> for val_loss in [1.0, 0.9, 0.9, 0.9, 0.9]:
+    ...     sched.step(val_loss)
+    ...     print(sched.get_last_lr()[0])
+    0.1
+    0.1
+    0.1
+    0.05
+    0.05
+    """
 
     def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0.0,
@@ -385,7 +824,7 @@ class ReduceLROnPlateau(LRScheduler):
         self.cooldown_counter = 0
         self.num_bad_epochs = 0
 
-    def step(self, metrics) -> None:  # noqa: D401  (torch's name for the monitored value)
+    def step(self, metrics) -> None:  # type: ignore[override]  # torch's signature: the monitored value
         """Record one epoch's value of the monitored quantity."""
         current = check_number(metrics, "metrics", "ReduceLROnPlateau", finite=False)
         self._step_count += 1

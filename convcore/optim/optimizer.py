@@ -25,6 +25,7 @@ import contextlib
 import copy
 import signal
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -58,9 +59,62 @@ def _interrupts_held():
 
 
 class Optimizer:
-    """Base class: parameter groups, state, ``zero_grad``, ``state_dict`` and the all-or-nothing
-    step. Subclasses implement ``_update(p, grad, group, state) -> (new_data, new_state)``
-    without modifying ``p.data`` or ``state`` in place."""
+    """Base class of the optimizers, as ``torch.optim.Optimizer``: parameter groups, per-parameter
+    state, ``zero_grad``, ``state_dict`` and the all-or-nothing ``step``.
+
+    Subclasses implement ``_update(p, grad, group, state) -> (new_data, new_state)`` without
+    modifying ``p.data`` or ``state`` in place, and may override ``_check_group(group)`` to
+    validate (and normalise) a group's hyperparameters.
+
+    Parameters
+    ----------
+    params : Parameter, iterable of Parameter, or iterable of dict
+        The parameters to optimise, or parameter groups ``{"params": [...], **hyperparameters}``
+        whose keys override ``defaults``. A parameter listed twice in a group steps once.
+    defaults : dict
+        The hyperparameters (at least ``lr``) of groups that do not set them.
+    check_finite : bool, default True
+        Refuse (``FloatingPointError``) a step that would write NaN or infinity.
+
+    Attributes
+    ----------
+    param_groups : list of dict
+        torch's groups: ``"params"`` and the hyperparameters (schedulers change ``"lr"``).
+    state : dict
+        Per-parameter state (momentum buffers, moments, step counts), keyed by the parameter's
+        index in group order.
+
+    Raises
+    ------
+    TypeError
+        ``params`` holds something other than Parameters or parameter-group dicts, or a
+        hyperparameter has the wrong type.
+    ValueError
+        ``params`` is empty or lists a parameter in two groups, or a hyperparameter is out of
+        range (negative ``lr``, ...). ``step`` raises ``ValueError`` for a gradient of the wrong
+        shape or a read-only parameter.
+    FloatingPointError
+        From ``step``, with ``check_finite``: an update would be NaN or infinite (nothing is
+        changed).
+
+    Examples
+    --------
+    A plain gradient step written as a subclass:
+
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> class PlainGD(optim.Optimizer):
+    ...     def __init__(self, params, lr=0.1):
+    ...         super().__init__(params, dict(lr=lr))
+    ...     def _update(self, p, grad, group, state):
+    ...         return p.data - group["lr"] * grad, state
+    >>> p = nn.Parameter(np.array([1.0, 2.0]))
+    >>> opt = PlainGD([p], lr=0.5)
+    >>> p.grad = np.array([1.0, -1.0])
+    >>> opt.step()
+    >>> p.data.tolist()
+    [0.5, 2.5]
+    """
 
     def __init__(self, params, defaults: dict, check_finite: bool = True):
         self.defaults = dict(defaults)
@@ -168,7 +222,7 @@ class Optimizer:
 
     def _diverged(self, i: int, p: Parameter, group: dict):
         what = type(self).__name__
-        if not np.isfinite(p.grad).all():
+        if p.grad is not None and not np.isfinite(p.grad).all():
             raise FloatingPointError(
                 f"{what}: the gradient of params[{i}] (shape {p.shape}) is not finite (NaN or inf), so its update "
                 "would be; nothing was changed. Either the input batch or the loss holds NaN or inf, or the "
@@ -225,7 +279,7 @@ class Optimizer:
                 raise ValueError(f"{what}.load_state_dict: the state names parameter {key!r}, which no group lists")
             i = order[key]
             p = params[i]
-            entry = {}
+            entry: dict[str, Any] = {}
             for name, value in dict(st).items():
                 if name == "step":
                     entry[name] = int(np.asarray(value).item())
@@ -268,18 +322,58 @@ class SGD(Optimizer):
         g = g + momentum * buf (nesterov) or buf (momentum > 0)
         p -= lr * g
 
+    The defaults are torch's (``lr=1e-3``). As in torch, the momentum buffer starts as the first
+    gradient.
+
     Parameters
     ----------
     params : iterable of Parameter, or of dicts (parameter groups)
-    lr : float
-    momentum, dampening, weight_decay : float, default 0
-    nesterov, maximize : bool, default False
+    lr : float, default 1e-3
+    momentum : float, default 0
+    dampening : float, default 0
+    weight_decay : float, default 0
+        L2 penalty added to the gradient.
+    nesterov : bool, default False
+        Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+    maximize : bool, default False
+        Maximise the objective (step along the gradient).
     check_finite : bool, default True
         Refuse (``FloatingPointError``) a step that would write NaN or infinity.
 
-    Example
-    -------
-    >>> opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    Raises
+    ------
+    TypeError
+        ``params`` holds something other than Parameters or parameter-group dicts, or a
+        hyperparameter has the wrong type.
+    ValueError
+        ``params`` is empty or lists a parameter in two groups, a hyperparameter is out of range
+        (negative ``lr``, ...), or ``nesterov`` is set without momentum or with dampening.
+        ``step`` raises ``ValueError`` for a gradient of the wrong shape or a read-only
+        parameter.
+    FloatingPointError
+        From ``step``, with ``check_finite``: an update would be NaN or infinite (nothing is
+        changed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> p = nn.Parameter(np.array([1.0, -2.0]))
+    >>> opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    >>> p.grad = np.array([0.5, 0.5])
+    >>> opt.step()
+    >>> p.data.tolist()
+    [0.95, -2.05]
+    >>> opt.state[0]["momentum_buffer"].tolist()
+    [0.5, 0.5]
+
+    Parameter groups, as torch's:
+
+    >>> model = nn.Sequential(nn.Linear(4, 3, rng=0), nn.ReLU(), nn.Linear(3, 2, rng=0))
+    >>> opt = optim.SGD([{"params": model[0].parameters(), "lr": 0.01},
+    ...                  {"params": model[2].parameters()}], lr=0.1, momentum=0.9)
+    >>> [g["lr"] for g in opt.param_groups]
+    [0.01, 0.1]
     """
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
@@ -318,11 +412,56 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (``torch.optim.Adam``); L2 ``weight_decay`` is added to the gradient (AdamW decouples
-    it). ``amsgrad`` keeps the running maximum of the second moment::
+    """Adam (``torch.optim.Adam``).
+
+    L2 ``weight_decay`` is added to the gradient (AdamW decouples it). ``amsgrad`` keeps the
+    running maximum of the second moment. The update, with torch's bias corrections::
 
         m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g
         p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    The defaults are torch's; the state (``step``, ``exp_avg``, ``exp_avg_sq``,
+    ``max_exp_avg_sq``) has torch's names.
+
+    Parameters
+    ----------
+    params : iterable of Parameter, or of dicts (parameter groups)
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+        The decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+        L2 penalty added to the gradient.
+    amsgrad : bool, default False
+    maximize : bool, default False
+    check_finite : bool, default True
+        Refuse (``FloatingPointError``) a step that would write NaN or infinity.
+
+    Raises
+    ------
+    TypeError
+        ``params`` holds something other than Parameters or parameter-group dicts, or a
+        hyperparameter has the wrong type.
+    ValueError
+        ``params`` is empty or lists a parameter in two groups, or a hyperparameter is out of
+        range (negative ``lr``, ...). ``step`` raises ``ValueError`` for a gradient of the wrong
+        shape or a read-only parameter.
+    FloatingPointError
+        From ``step``, with ``check_finite``: an update would be NaN or infinite (nothing is
+        changed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> p = nn.Parameter(np.array([1.0, -2.0]))
+    >>> opt = optim.Adam([p], lr=0.1)
+    >>> p.grad = np.array([0.5, -3.0])
+    >>> opt.step()   # the first step moves each value by about lr
+    >>> np.round(p.data, 6).tolist()
+    [0.9, -1.9]
+    >>> sorted(opt.state[0])
+    ['exp_avg', 'exp_avg_sq', 'step']
     """
 
     _decoupled = False
@@ -373,7 +512,47 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """AdamW (``torch.optim.AdamW``): decoupled weight decay ``p *= 1 - lr * weight_decay`` before
-    the Adam step."""
+    the Adam step.
+
+    Parameters
+    ----------
+    params : iterable of Parameter, or of dicts (parameter groups)
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 1e-2
+        The decoupled decay rate (torch's default).
+    amsgrad : bool, default False
+    maximize : bool, default False
+    check_finite : bool, default True
+        Refuse (``FloatingPointError``) a step that would write NaN or infinity.
+
+    Raises
+    ------
+    TypeError
+        ``params`` holds something other than Parameters or parameter-group dicts, or a
+        hyperparameter has the wrong type.
+    ValueError
+        ``params`` is empty or lists a parameter in two groups, or a hyperparameter is out of
+        range (negative ``lr``, ...). ``step`` raises ``ValueError`` for a gradient of the wrong
+        shape or a read-only parameter.
+    FloatingPointError
+        From ``step``, with ``check_finite``: an update would be NaN or infinite (nothing is
+        changed).
+
+    Examples
+    --------
+    With a zero gradient only the decay acts:
+
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> p = nn.Parameter(np.array([1.0, -2.0]))
+    >>> opt = optim.AdamW([p], lr=0.1, weight_decay=0.5)
+    >>> p.grad = np.zeros(2)
+    >>> opt.step()
+    >>> np.round(p.data, 6).tolist()
+    [0.95, -1.9]
+    """
 
     _decoupled = True
 
@@ -388,6 +567,49 @@ class RMSprop(Optimizer):
         v = alpha * v + (1 - alpha) * g * g
         avg = sqrt(v - mean_g**2) (centered: mean_g = lerp(mean_g, g, 1 - alpha)) or sqrt(v), + eps
         buf = momentum * buf + g / avg;  p -= lr * buf   (momentum > 0; else p -= lr * g / avg)
+
+    The defaults are torch's (``lr=1e-2``, ``alpha=0.99``); the state (``step``, ``square_avg``,
+    ``momentum_buffer``, ``grad_avg``) has torch's names.
+
+    Parameters
+    ----------
+    params : iterable of Parameter, or of dicts (parameter groups)
+    lr : float, default 1e-2
+    alpha : float, default 0.99
+        The decay rate of the squared-gradient average.
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+        L2 penalty added to the gradient.
+    momentum : float, default 0
+    centered : bool, default False
+        Normalise by the variance estimate instead of the second moment.
+    maximize : bool, default False
+    check_finite : bool, default True
+        Refuse (``FloatingPointError``) a step that would write NaN or infinity.
+
+    Raises
+    ------
+    TypeError
+        ``params`` holds something other than Parameters or parameter-group dicts, or a
+        hyperparameter has the wrong type.
+    ValueError
+        ``params`` is empty or lists a parameter in two groups, or a hyperparameter is out of
+        range (negative ``lr``, ...). ``step`` raises ``ValueError`` for a gradient of the wrong
+        shape or a read-only parameter.
+    FloatingPointError
+        From ``step``, with ``check_finite``: an update would be NaN or infinite (nothing is
+        changed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convcore import nn, optim
+    >>> p = nn.Parameter(np.array([1.0]))
+    >>> opt = optim.RMSprop([p], lr=0.01)
+    >>> p.grad = np.array([2.0])
+    >>> opt.step()   # v = 0.01 * 4, so the step is 0.01 * 2 / 0.2
+    >>> np.round(p.data, 6).tolist()
+    [0.9]
     """
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
