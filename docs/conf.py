@@ -30,7 +30,10 @@ extensions = [
     "numpydoc",
     "shapes",
     "tutorial",
+    "myst_parser",         # the user guide and the training page are Markdown
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+myst_heading_anchors = 3
 autosummary_generate = True
 autodoc_default_options = {"members": False}
 autodoc_typehints = "none"          # numpydoc sections carry the types

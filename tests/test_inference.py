@@ -9,11 +9,11 @@ import pytest
 
 import convcore
 from convcore import _caps, nn
+from convcore._grad_mode import forced_eval
 from convcore.models import lenet, resnet18
 from convcore.nn import _inference
 from convcore.ops import _infer, _packs
 from convcore.ops._conv_plan import force
-from convcore._grad_mode import forced_eval
 
 COMPILED = convcore.info()["compiled"]
 VECTOR = [isa for isa in ("avx2", "avx512") if COMPILED and _caps.ISAS.index(isa) <= _caps.ISAS.index(_caps.cpu_isa())]

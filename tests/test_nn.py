@@ -4,11 +4,10 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import numerical_grad
 
 import convcore
 from convcore import nn, optim
-
-from conftest import numerical_grad
 
 
 def check_layer_grads(layer, x, rng, atol=1e-6):

@@ -6,13 +6,12 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import numerical_grad
 
 import convcore
 from convcore import ops
 from convcore._validation import geometry
 from convcore.ops import _conv_plan
-
-from conftest import numerical_grad
 
 BACKENDS = ["cython", "numpy"]
 

@@ -160,7 +160,7 @@ def test_two_threads_overlap_in_time():
     convcore.set_num_threads(1)
     try:
         ops.max_pool2d(x, 3, 1, 1)  # warm-up
-        for attempt in range(3):
+        for _attempt in range(3):
             spans = {}
 
             def work(i):

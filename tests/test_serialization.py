@@ -124,7 +124,7 @@ def test_mutation_fuzz_only_clean_errors(model, tmp_path):
     data = bytearray(good.read_bytes())
     rng = np.random.default_rng(0)
     outcomes = {"error": 0, "loaded": 0}
-    for i in range(300):
+    for _i in range(300):
         mutated = bytearray(data)
         for _ in range(int(rng.integers(1, 8))):
             mutated[int(rng.integers(0, len(mutated)))] = int(rng.integers(0, 256))

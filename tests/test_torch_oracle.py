@@ -185,7 +185,7 @@ def test_optimizers_match_torch(make):
     topt, ours = make([tp])
     p = nn.Parameter(w0.copy())
     opt = ours([p])
-    for step in range(5):
+    for _step in range(5):
         g = rng.standard_normal((3, 4))
         tp.grad = t(g)
         topt.step()

@@ -16,7 +16,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def trained_lenet(digits, tmp_path_factory):
-    """README-training.md's run, as written there."""
+    """docs/training.md's run, as written there."""
     (x_train, y_train), (x_test, y_test) = digits
     folder = tmp_path_factory.mktemp("run")
     convcore.manual_seed(0)

@@ -8,6 +8,8 @@ from pathlib import Path
 MODULES = [
     ("convcore", "Top level: training loop, saving, backends, threads"),
     ("convcore.nn", "Layers, containers, losses"),
+    ("convcore.nn.init", "Parameter initialisation"),
+    ("convcore.nn.utils", "Gradient clipping, parameter vectors"),
     ("convcore.functional", "Functional operations"),
     ("convcore.ops", "Kernels"),
     ("convcore.optim", "Optimizers"),
@@ -38,7 +40,7 @@ def _public(module):
     return out
 
 
-def write_pages(app):
+def write_pages(app, config=None):
     folder = Path(app.srcdir) / "api"
     folder.mkdir(exist_ok=True)
     written = []
@@ -65,5 +67,7 @@ def write_pages(app):
 
 
 def setup(app):
-    app.connect("builder-inited", write_pages)
+    # config-inited, not builder-inited: the pages must exist before Sphinx lists the source files,
+    # or autosummary (which reads that list when the builder starts) never sees them
+    app.connect("config-inited", write_pages)
     return {"parallel_read_safe": True}
