@@ -21,4 +21,5 @@ LD_PRELOAD="$asan" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$work/venv/bin/python" -m pytest -q -p no:cacheprovider \
-  "$root/tests/test_ops.py" "$root/tests/test_reliability.py" "$root/tests/test_nn.py" -k "not overlap_in_time" "$@"
+  "$root/tests/test_ops.py" "$root/tests/test_reliability.py" "$root/tests/test_nn.py" "$root/tests/test_inference.py" \
+  "$root/tests/test_gemm_kernels.py" "$root/tests/test_isa.py" "$root/tests/test_limits.py" -k "not overlap_in_time" "$@"
