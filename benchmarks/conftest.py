@@ -1,6 +1,6 @@
 """pytest-benchmark suite: ``pytest benchmarks/ --benchmark-only`` (not part of the default test run).
 
-The cases are ``convcore._suite``'s, the same as ``convcore bench``'s; each case is one benchmark
+The cases are ``convcore.bench``'s, the same as ``convcore bench``'s; each case is one benchmark
 group (``conv L2 fwd``, ...) holding its contenders (cython, numpy, torch, onnxruntime), so pytest-benchmark's
 group tables and ``--benchmark-compare`` put them side by side. Environment variables:
 
@@ -25,7 +25,7 @@ import os
 import pytest
 
 import convcore
-from convcore import _suite, bench
+from convcore import bench
 
 try:
     import pytest_benchmark  # noqa: F401
@@ -46,7 +46,7 @@ def pytest_configure(config):
     env = os.environ.get("CONVCORE_BENCH_THREADS", "").strip()
     threads = int(env) if env else convcore.get_num_threads()
     convcore.set_num_threads(threads)
-    torch = _suite._torch()
+    torch = bench.optional_torch()
     if torch is not None:
         torch.set_num_threads(threads)
     if env and threadpoolctl is not None:
@@ -62,7 +62,7 @@ def pytest_unconfigure(config):
 def _environment() -> dict:
     if "environment" not in _state:
         info = convcore.info()
-        torch = _suite._torch()
+        torch = bench.optional_torch()
         _state["environment"] = {
             "convcore_threads": info["threads"], "openmp": info["openmp"], "compiled": info["compiled"],
             "blas": info["blas"], "torch_threads": torch.get_num_threads() if torch is not None else None,
@@ -73,10 +73,10 @@ def _environment() -> dict:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
-    cpu, flags = bench._cpuinfo()
-    torch = _suite._torch()
+    cpu, flags = bench.cpu_info()
+    torch = bench.optional_torch()
     machine_info["convcore"] = {k: v for k, v in convcore.info().items() if k != "backend"}
-    machine_info["cpu_model"], machine_info["cpu_isa"] = cpu, bench._LEVEL_NAMES[bench._cpu_level(flags)]
+    machine_info["cpu_model"], machine_info["cpu_isa"] = cpu, bench.cpu_isa(flags)
     machine_info["torch"] = torch.__version__ if torch is not None else None
     machine_info["threads"] = {k: v for k, v in _environment().items() if k.endswith("threads")}
     if threadpoolctl is not None:

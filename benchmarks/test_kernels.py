@@ -1,4 +1,4 @@
-"""Every case of ``convcore._suite``, each contender a separate benchmark in the case's group."""
+"""Every case of ``convcore.bench``'s suite, each contender a separate benchmark in the case's group."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from convcore import _suite, bench
+from convcore import bench
 
 CONTENDERS = ("cython", "numpy", "torch", "onnxruntime")
 SMOKE = os.environ.get("CONVCORE_BENCH_SMOKE") == "1"
-SPECS = _suite.specs(_suite.parse_groups(os.environ.get("CONVCORE_BENCH_CASES")), smoke=SMOKE)
+SPECS = bench.specs(bench.parse_groups(os.environ.get("CONVCORE_BENCH_CASES")), smoke=SMOKE)
 
 
 def _params(kind: str):
@@ -21,22 +21,22 @@ def _params(kind: str):
 _last: dict = {}
 
 
-def _case(spec: _suite.Spec):
+def _case(spec: bench.Spec):
     """The case's inputs, built once for its consecutive contenders (only one case is kept alive)."""
     if _last.get("spec") != spec:
         _last.clear()
         _last["spec"] = spec
         try:
             _last["case"] = spec.build()
-        except _suite.Unavailable as exc:
+        except bench.Unavailable as exc:
             _last["case"] = exc
     case = _last["case"]
-    if isinstance(case, _suite.Unavailable):
+    if isinstance(case, bench.Unavailable):
         pytest.skip(f"{spec.name}: {case}")
     return case
 
 
-def _run(benchmark, spec: _suite.Spec, contender: str) -> None:
+def _run(benchmark, spec: bench.Spec, contender: str) -> None:
     case = _case(spec)
     fn = case.runners.get(contender)
     if fn is None:
@@ -46,7 +46,7 @@ def _run(benchmark, spec: _suite.Spec, contender: str) -> None:
     # The same start for every contender, as in `convcore bench`: back-to-back untimed calls for
     # 0.15 s (outlasting the previous test's spinning thread pools: OpenBLAS spins ~0.1 s after a
     # call; lazy initialisation, caches, convcore's workspace, the allocator); one call when disabled.
-    bench._Contender(contender, fn).turn(0, warm=not getattr(benchmark, "disabled", False))
+    bench.Contender(contender, fn).turn(0, warm=not getattr(benchmark, "disabled", False))
     benchmark(fn)
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
     if stats is not None and case.flops:

@@ -1,7 +1,8 @@
 """The ``convcore`` command: ``convcore demo | bench | info``.
 
-Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
-``run(args) -> int``; they are imported only when used, so ``convcore info`` stays instant.
+Each subcommand lives in its own module (``convcore.bench`` is a package), which provides
+``add_arguments(parser)`` and ``run(args) -> int``; they are imported only when used, so
+``convcore info`` stays instant.
 """
 
 from __future__ import annotations

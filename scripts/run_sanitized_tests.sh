@@ -18,7 +18,8 @@ asan=$(gcc -print-file-name=libasan.so)
 cd "$work"
 # Python itself is not built with ASan: preload the runtime, and ignore CPython's intentional leaks.
 LD_PRELOAD="$asan" \
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+CONVCORE_SANITIZED=1 \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1:max_allocation_size_mb=4096 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$work/venv/bin/python" -m pytest -q -p no:cacheprovider \
   "$root/tests/test_ops.py" "$root/tests/test_reliability.py" "$root/tests/test_nn.py" "$root/tests/test_inference.py" \

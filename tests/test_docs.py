@@ -10,7 +10,7 @@ import pytest
 MODULES = ["convcore", "convcore.nn", "convcore.nn.init", "convcore.nn.utils", "convcore.functional", "convcore.ops",
            "convcore.optim", "convcore.optim.lr_scheduler", "convcore.callbacks", "convcore.data",
            "convcore.transforms", "convcore.models", "convcore.metrics", "convcore.adversarial",
-           "convcore.datasets", "convcore.onnx", "convcore.dask", "convcore.mpi"]
+           "convcore.datasets", "convcore.onnx", "convcore.dask", "convcore.mpi", "convcore.bench"]
 OPTIONAL = {"convcore.onnx": "onnx", "convcore.dask": "dask", "convcore.mpi": "mpi4py"}
 
 

@@ -151,8 +151,9 @@ def _rss_mib() -> float:
 
 
 _BOUNDED = textwrap.dedent("""
-    import resource, sys, convcore
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))      # 1 GiB of address space
+    import os, resource, sys, convcore
+    if os.environ.get("CONVCORE_SANITIZED") != "1":   # ASan's shadow memory needs terabytes of
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # address space; it caps allocations instead
     try:
         convcore.load(sys.argv[1])
     except convcore.ModelFileError as exc:
@@ -277,7 +278,9 @@ _FUZZ = textwrap.dedent("""
     import resource, sys, traceback
     # 4 GiB of address space: a legitimate but huge request fails with MemoryError here instead of
     # being filled page by page until the machine's OOM killer ends the process
-    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+    import os
+    if os.environ.get("CONVCORE_SANITIZED") != "1":   # under ASan: max_allocation_size_mb (the script)
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
     import numpy as np
     import convcore
     from convcore import nn, ops

@@ -24,6 +24,7 @@ MODULES = [
     ("convcore.onnx", "ONNX import and export"),
     ("convcore.dask", "Dask batch inference"),
     ("convcore.mpi", "MPI data-parallel training"),
+    ("convcore.bench", "Benchmark harness"),
 ]
 
 

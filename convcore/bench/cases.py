@@ -1,15 +1,16 @@
-"""The benchmark suite, defined once for ``convcore bench`` and ``benchmarks/`` (float32, NCHW).
+"""The benchmark cases, defined once for ``convcore bench`` and ``benchmarks/`` (float32, NCHW).
 
 Cases (issue 5): convolution shapes L1 L2 V1 R1 P1 S1, each as forward, input gradient and weight
 gradient; max-pool shapes A B C, each as forward and backward; the LeNet training step (batch 64,
-SGD with momentum) in full, with both conv layers frozen, and as inference. Every shape also has a
-tiny *smoke* variant with the same kernel size, stride and padding: it checks that the harnesses
-run, not how fast anything is.
+SGD with momentum) in full, with both conv layers frozen, and as inference; inference with
+``convcore.predict`` on LeNet and ResNet-18 (issue 14). Every shape also has a tiny *smoke*
+variant with the same kernel size, stride and padding: it checks that the harnesses run, not how
+fast anything is.
 
 A ``Spec`` names a case; ``Spec.build()`` makes the inputs and returns a ``Case``: one callable per
 contender ("cython", "numpy", "torch" when importable, and "onnxruntime" for convolution forwards
-when onnxruntime and onnx are importable), all computing the same thing on the same inputs, plus,
-for convolutions, the GEMM-ceiling callables and the work done per call.
+and inference when onnxruntime and onnx are importable), all computing the same thing on the same
+inputs, plus, for convolutions, the GEMM-ceiling callables and the work done per call.
 
 GEMM ceiling of a convolution case (CKK = C*KH*KW, P = OH*OW; the multiply-adds of one call):
 
@@ -89,13 +90,50 @@ ALIASES = {"conv": tuple(CONV_SHAPES), "pool": tuple(POOL_SHAPES), "all": GROUPS
 
 
 class Unavailable(Exception):
-    """A case that cannot run here (e.g. the layer API it needs is missing); the message says why."""
+    """A case that cannot run here (e.g. the layer API it needs is missing); the message says why.
+
+    Raised by `Spec.build`; ``convcore bench`` reports the case as skipped, ``benchmarks/`` skips
+    its tests.
+
+    Examples
+    --------
+    >>> from convcore.bench import Unavailable
+    >>> try:
+    ...     raise Unavailable("the LeNet step needs convcore.nn.Conv2d (not available yet)")
+    ... except Unavailable as exc:
+    ...     print(f"skipped: {exc}")
+    skipped: the LeNet step needs convcore.nn.Conv2d (not available yet)
+    """
 
 
 def parse_groups(text: str | None) -> list[str] | None:
-    """``"L1,v1,pool"`` -> ``["L1", "V1", "A", "B", "C"]`` (suite order); None/empty -> None (all).
+    """The shape groups named in a comma-separated list, in suite order.
 
-    Raises ValueError naming the unknown entries and the valid ones.
+    Names are case-insensitive: the groups of ``GROUPS`` (``L1 L2 V1 R1 P1 S1`` convolutions,
+    ``A B C`` max pools, ``lenet``, ``infer``) and the aliases ``conv``, ``pool`` and ``all``.
+
+    Parameters
+    ----------
+    text : str or None
+        For example ``"L1,v1,pool"``.
+
+    Returns
+    -------
+    list of str or None
+        The groups, each once, in suite order; None (all groups) when ``text`` is None or empty.
+
+    Raises
+    ------
+    ValueError
+        Naming the unknown entries and the valid ones.
+
+    Examples
+    --------
+    >>> from convcore.bench import parse_groups
+    >>> parse_groups("l1,POOL")
+    ['L1', 'A', 'B', 'C']
+    >>> parse_groups("") is None
+    True
     """
     if not text:
         return None
@@ -116,8 +154,29 @@ def parse_groups(text: str | None) -> list[str] | None:
 
 @dataclass(frozen=True)
 class Spec:
-    """One case of the suite: ``kind`` ("conv", "pool", "step"), ``group`` (shape name or
-    "lenet"), ``op`` and whether it is the tiny smoke variant."""
+    """One case of the suite, by name; `build` makes its inputs and contenders.
+
+    Parameters
+    ----------
+    kind : str
+        ``"conv"``, ``"pool"``, ``"step"`` (the LeNet training step) or ``"infer"``.
+    group : str
+        The shape name (``"L1"``, ``"A"``, ...), ``"lenet"`` or ``"infer"``.
+    op : str
+        ``"fwd"``, ``"grad_input"``, ``"grad_weight"`` (convolutions), ``"fwd"``, ``"bwd"``
+        (pools), ``"full"``, ``"frozen"``, ``"predict"`` (the LeNet step) or an inference case
+        (``"lenet-b1"``, ...).
+    smoke : bool, default False
+        The tiny variant of the shape (same kernel size, stride and padding): it checks that the
+        harness runs, not how fast anything is.
+
+    Examples
+    --------
+    >>> from convcore.bench import Spec
+    >>> spec = Spec("conv", "L1", "fwd", smoke=True)
+    >>> spec.name, spec.id
+    ('conv L1 fwd (smoke)', 'L1-fwd-smoke')
+    """
 
     kind: str
     group: str
@@ -135,12 +194,25 @@ class Spec:
         return f"{self.group}-{self.op}" + ("-smoke" if self.smoke else "")
 
     def build(self, torch: bool = True, ort: bool = True) -> Case:
-        """Inputs and callables. ``torch=False`` leaves torch out (and does not import it);
-        ``ort=False`` leaves onnxruntime out (a contender for convolution forwards only).
+        """Make the inputs and the contenders' callables.
 
-        Raises ``Unavailable`` when the case cannot run here (the LeNet step without the layer API).
+        Parameters
+        ----------
+        torch : bool, default True
+            False leaves torch out (and does not import it).
+        ort : bool, default True
+            False leaves onnxruntime out (a contender for convolution forwards and inference).
+
+        Returns
+        -------
+        Case
+
+        Raises
+        ------
+        Unavailable
+            When the case cannot run here (the LeNet step without the layer API).
         """
-        tm = _torch() if torch else None
+        tm = optional_torch() if torch else None
         if self.kind == "conv":
             return _conv_case(self, tm, ort)
         if self.kind == "pool":
@@ -151,7 +223,28 @@ class Spec:
 
 
 def specs(groups=None, smoke: bool = False) -> list[Spec]:
-    """The suite's cases for ``groups`` (names from ``GROUPS``; None = all), in suite order."""
+    """The suite's cases for ``groups``, in suite order.
+
+    Parameters
+    ----------
+    groups : sequence of str, optional
+        Group names from ``GROUPS`` (see `parse_groups`); None: all of them.
+    smoke : bool, default False
+        The tiny smoke variants instead of the real shapes.
+
+    Returns
+    -------
+    list of Spec
+        Every op of every selected group (a convolution shape has three, a pool two, ...).
+
+    Examples
+    --------
+    >>> from convcore.bench import specs
+    >>> [s.name for s in specs(["C"])]
+    ['pool C fwd', 'pool C bwd']
+    >>> len(specs())
+    31
+    """
     groups = GROUPS if groups is None else groups
     out = []
     for g in GROUPS:
@@ -189,6 +282,34 @@ def describe(group: str, smoke: bool = False) -> str:
 
 @dataclass
 class Case:
+    """A built case: the inputs are made, and every contender is a callable computing the same thing.
+
+    Parameters
+    ----------
+    spec : Spec
+        The case's name.
+    description : str
+        One line on its shape group (``describe``).
+    runners : dict of str to callable
+        Contender (``"cython"``, ``"numpy"``, ``"torch"``, ``"onnxruntime"``) -> a callable without
+        arguments running one call (it returns the outputs).
+    ceilings : dict of str to callable
+        For convolutions, the GEMM-ceiling variant (``"batched"``, ``"per-image"``) -> one call.
+    flops : float
+        Floating-point operations per call (convolutions); 0 when not meaningful.
+    nbytes : float
+        Minimum memory traffic per call in bytes (pools); 0 when not meaningful.
+    images : int
+        Images per call (inference); 0 when not meaningful.
+
+    Examples
+    --------
+    >>> from convcore.bench import Spec
+    >>> case = Spec("pool", "C", "fwd", smoke=True).build(torch=False, ort=False)
+    >>> case.name, sorted(case.runners), case.nbytes > 0
+    ('pool C fwd (smoke)', ['cython', 'numpy'], True)
+    """
+
     spec: Spec
     description: str
     runners: dict[str, Callable] = field(default_factory=dict)    # contender -> run once (returns outputs)
@@ -202,8 +323,22 @@ class Case:
         return self.spec.name
 
 
-def _torch():
-    """torch, or None when it is not installed (or CONVCORE_BENCH_NO_TORCH=1)."""
+def optional_torch():
+    """torch, the contender, or None when it is not installed (or ``CONVCORE_BENCH_NO_TORCH=1``).
+
+    Returns
+    -------
+    module or None
+        The imported ``torch`` module, or None.
+
+    Examples
+    --------
+    >>> from unittest import mock
+    >>> from convcore.bench import optional_torch
+    >>> with mock.patch.dict("os.environ", {"CONVCORE_BENCH_NO_TORCH": "1"}):
+    ...     print(optional_torch())
+    None
+    """
     if os.environ.get("CONVCORE_BENCH_NO_TORCH") == "1":
         return None
     try:
