@@ -246,3 +246,20 @@ def test_hostile_files_are_refused(tmp_path):
         cx.load(cycle.SerializeToString())
     with pytest.raises(cx.OnnxError, match="opset"):
         cx.load(_graph([h.make_node("Relu", ["x"], ["y"])], opset=9).SerializeToString())
+
+
+def test_layer_names_that_are_module_attributes_are_renamed():
+    """An initializer named like a Module attribute ("train.weight") still imports: ModuleDict
+    refuses such keys (as torch), so the layer gets another name."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "train.weight"], ["y"], name="forward", transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(w, "train.weight")])
+    model = convcore.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    x = np.ones((4, 3), np.float32)
+    np.testing.assert_allclose(model(x), x @ w.T)
+    assert callable(model.layers.train) and model.training is False

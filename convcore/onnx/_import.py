@@ -341,7 +341,7 @@ def _layer_name(node, taken) -> str:
     if key[0].isdigit():
         key = "n" + key
     out, i = key, 1
-    while out in taken:
+    while out in taken or hasattr(nn.ModuleDict, out):   # "train", "forward": ModuleDict refuses those keys
         i += 1
         out = f"{key}_{i}"
     return out
