@@ -281,7 +281,7 @@ def sum_rows_to_nchw(const floating[:, :, :, :, ::1] parts,  # IN  (KH, F, OH, M
 # weight gradient's dot-product threshold come from the caller's plan (``ops._conv_plan``).
 
 from ._gemm cimport (cc_gemm_desc, active, desc_of, packed_a_size, packed_b_size, packed_b_all_size, pack_a,
-                     pack_b_all, gemm, gemm_nt, gemm_prepacked)
+                     pack_b_all, gemm, gemm_nt, gemm_prepacked, activate)
 
 
 cdef inline Py_ssize_t _band_rows(Py_ssize_t budget, Py_ssize_t rows, Py_ssize_t OW, Py_ssize_t reach,
@@ -593,14 +593,8 @@ cdef void _epilogue(float* y, Py_ssize_t P, Py_ssize_t off, Py_ssize_t n, Py_ssi
                 for i in range(n):
                     v = row[i] + r[i]
                     row[i] = v * slope if v <= 0 else v
-        elif act == 1:
-            for i in range(n):
-                v = row[i]
-                row[i] = 0 if v <= 0 else v
-        elif act == 2:
-            for i in range(n):
-                v = row[i]
-                row[i] = v * slope if v <= 0 else v
+        else:
+            activate(row, n, act, slope)
 
 
 cdef void _fill_bias_range(float* yb, const float* bias, Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t P,

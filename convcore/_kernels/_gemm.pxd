@@ -23,6 +23,7 @@ cdef void gemm_nt(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t 
 cdef Py_ssize_t packed_b_all_size(const cc_gemm_desc* d, Py_ssize_t K, Py_ssize_t N) noexcept nogil
 cdef void pack_b_all(const cc_gemm_desc* d, Py_ssize_t K, Py_ssize_t N, const float* B, Py_ssize_t ldb,
                      bint trans, float* Bp) noexcept nogil
+cdef void activate(float* row, Py_ssize_t n, int act, float slope) noexcept nogil
 cdef void gemm_prepacked(const cc_gemm_desc* d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* Ap,
                          const float* Bp, Py_ssize_t kp, Py_ssize_t k_off, float* C, Py_ssize_t ldc,
                          bint acc) noexcept nogil

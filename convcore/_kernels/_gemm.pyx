@@ -243,25 +243,31 @@ def pack_b_panels(const float[:, ::1] bt,    # IN  (N, K): B given as its row-ma
         cc_pack_b_all(cc_gemm_desc_of(level), bt.shape[1], bt.shape[0], &bt[0, 0], bt.shape[1], 1, &out[0])
 
 
+cdef void activate(float* row, Py_ssize_t n, int act, float slope) noexcept nogil:
+    # The inference epilogues' activation, in place: 0 none, 1 ReLU, 2 leaky ReLU (``slope``).
+    cdef Py_ssize_t i
+    cdef float v
+    if act == 1:
+        for i in range(n):
+            v = row[i]
+            row[i] = 0 if v <= 0 else v
+    elif act == 2:
+        for i in range(n):
+            v = row[i]
+            row[i] = v * slope if v <= 0 else v
+
+
 cdef void _bias_act_rows(float* c, Py_ssize_t ldc, Py_ssize_t rows, Py_ssize_t n, const float* bias, int act,
                          float slope) noexcept nogil:
     # c[r, :n] = act(c[r, :n] + bias): the same float32 operations as ``y += bias`` then ``relu(y)``
     cdef Py_ssize_t r, i
-    cdef float v
     cdef float* row
     for r in range(rows):
         row = c + r * ldc
         if bias != NULL:
             for i in range(n):
                 row[i] = row[i] + bias[i]
-        if act == 1:
-            for i in range(n):
-                v = row[i]
-                row[i] = 0 if v <= 0 else v
-        elif act == 2:
-            for i in range(n):
-                v = row[i]
-                row[i] = v * slope if v <= 0 else v
+        activate(row, n, act, slope)
 
 
 def linear_packed(const float[:, ::1] x,      # IN  (M, K)
